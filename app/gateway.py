@@ -1,0 +1,234 @@
+"""Wires the parts together and owns their life cycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import Counter
+
+from . import __version__
+from .amqp_ingress import AmqpIngress
+from .breaker import Breaker, BreakerState
+from .channels import CHANNELS
+from .http_api import HttpApi
+from .inbound import InboundBroker
+from .metrics import UNKNOWN_CHANNEL, Metrics
+from .outbound import OutboundLink, Unroutable, redact
+from .publisher import ResilientPublisher
+from .replay import Replayer
+from .settings import Settings
+from .status_page import (
+    BrokerLink,
+    ChannelStatus,
+    RateMeter,
+    ReplayStatus,
+    StatusSnapshot,
+    StoreStatus,
+)
+from .store import FallbackStore, StoreError
+from .tls import client_tls_context
+
+log = logging.getLogger("breakwater")
+
+INBOUND_GRACE_S = 3.0
+LINK_HEAD_START_S = 2.0
+
+
+class Gateway:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        tls = client_tls_context(settings)
+        self.link = OutboundLink(settings.broker_urls, ssl_context=tls)
+        self.breaker = Breaker(
+            fail_max=settings.breaker_fail_max,
+            reset_timeout_s=settings.breaker_reset_timeout_s,
+            excluded=(Unroutable,),
+        )
+        self.store = FallbackStore(
+            settings.store_path,
+            max_bytes=settings.store_max_bytes,
+            synchronous=settings.store_synchronous.value,
+        )
+        self.metrics = Metrics()
+        self.publisher = ResilientPublisher(
+            self.link,
+            self.breaker,
+            self.store,
+            deadline_s=settings.publish_timeout_s,
+            observer=self.metrics,
+        )
+        self.replayer = Replayer(
+            self.publisher, rate=settings.replay_rate, batch=settings.replay_batch
+        )
+        inbound_urls = settings.inbound_urls
+        # fail_fast=False: the inbound broker may be down at start; FastStream then keeps retrying
+        # in the background (AsgiFastStream starts brokers after reporting startup) while HTTP serves.
+        self.inbound = InboundBroker(
+            inbound_urls,
+            ssl_context=tls,
+            fail_fast=False,
+            graceful_timeout=settings.shutdown_grace_s,
+            specification_url=redact(inbound_urls[0]),
+            log_level=logging.DEBUG,
+            description="Inbound queues and the outbound exchange of Breakwater.",
+        )
+        self.amqp = AmqpIngress(
+            self.inbound,
+            self.publisher,
+            deadline_s=settings.publish_timeout_s,
+            prefetch=settings.inbound_prefetch,
+        )
+        self._replay_meter = RateMeter()
+        self._replay_meter.observe(0)
+        self.http = HttpApi(
+            settings, self.publisher, self.readiness, self.metrics.registry, status=self.status
+        )
+        self._count_events()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _count_events(self) -> None:
+        self.metrics.watch(lambda: self.breaker.state, self.store.depth, self.store.used_bytes)
+        for ingress in (self.http, self.amqp):
+            ingress.on_accepted = self.metrics.event_accepted
+            ingress.on_rejected = self.metrics.event_rejected
+        self.replayer.on_replayed = self.metrics.event_replayed
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        connected = self.link.is_connected
+        # A silently dead link still looks connected until the heartbeat notices; an open breaker
+        # (or half-open: only one trial call gets through) is what says the broker is not taking
+        # events.
+        broker_ok = connected and self.breaker.state is BreakerState.closed
+        ready = broker_ok or self.store.is_writable()
+        body = {
+            "ready": ready,
+            "breaker": self.breaker.state.value,
+            "broker_connected": connected,
+            "store_depth": self.store.depth(),
+            "store_bytes": self.store.used_bytes(),
+        }
+        return ready, body
+
+    def status(self) -> StatusSnapshot:
+        """What the status page at `/` shows, read from the live objects and the metrics."""
+        now = datetime.now(UTC)
+        depths = self.store.channel_depths()
+        oldest = self.store.oldest_timestamps()
+        accepted = _counter_values(self.metrics.accepted)
+        replayed = _counter_values(self.metrics.replayed)
+        rejected: defaultdict[str, dict[str, int]] = defaultdict(dict)
+        for (channel, reason), count in _counter_values(self.metrics.rejected).items():
+            rejected[channel][reason] = count
+        names = list(CHANNELS) + sorted(set(depths) - set(CHANNELS))
+        if rejected.get(UNKNOWN_CHANNEL):
+            names.append(UNKNOWN_CHANNEL)
+        rate = self._replay_meter.observe(self.replayer.replayed)
+        return StatusSnapshot(
+            version=__version__,
+            taken_at=now,
+            breaker=self.breaker.state,
+            breaker_retry_after_s=self.breaker.retry_after_s,
+            outbound=BrokerLink(
+                self.link.display_url,
+                self.link.is_connected,
+                self.link.unavailable_reason(),
+            ),
+            inbound=BrokerLink(
+                ", ".join(redact(url) for url in self.settings.inbound_urls),
+                self.inbound_connected(),
+            ),
+            store=StoreStatus(
+                path=str(self.store.path),
+                depth=self.store.depth(),
+                used_bytes=self.store.used_bytes(),
+                max_bytes=self.store.max_bytes,
+                writable=self.store.is_writable(),
+                oldest_age_s=(now - min(oldest.values())).total_seconds() if oldest else None,
+            ),
+            replay=ReplayStatus(
+                configured_rate=self.replayer.rate,
+                achieved_rate=rate[0] if rate else None,
+                window_s=rate[1] if rate else None,
+                replayed_total=self.replayer.replayed,
+            ),
+            channels=tuple(
+                ChannelStatus(
+                    name=name,
+                    depth=depths.get(name, 0),
+                    oldest_age_s=(now - oldest[name]).total_seconds() if name in oldest else None,
+                    published=accepted.get((name, "published"), 0),
+                    stored=accepted.get((name, "stored"), 0),
+                    replayed=replayed.get((name,), 0),
+                    rejected=rejected.get(name, {}),
+                )
+                for name in names
+            ),
+        )
+
+    def inbound_connected(self) -> bool:
+        connection = self.inbound._connection  # FastStream exposes no public connection state
+        return connection is not None and connection.connected.is_set()
+
+    async def _report_inbound(self) -> None:
+        """Say once, in plain words, when the inbound broker is not there; and when it arrives."""
+        await asyncio.sleep(INBOUND_GRACE_S)
+        if self.inbound_connected():
+            return
+        log.warning(
+            "inbound broker %s is unreachable; AMQP ingress starts when it answers"
+            " (HTTP ingress is serving)",
+            ", ".join(redact(url) for url in self.settings.inbound_urls),
+        )
+        while not self.inbound_connected():  # noqa: ASYNC110 - FastStream offers no event to await
+            await asyncio.sleep(INBOUND_GRACE_S)
+        log.info("inbound broker connected; AMQP ingress is consuming")
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Start everything but the inbound broker (FastStream starts that) and stop it in reverse."""
+        try:
+            await self.store.open()
+        except StoreError as exc:
+            log.critical("cannot start: %s", exc)
+            raise
+        self.link.start()
+        # A short head start for the outbound link: AMQP ingress starts consuming right after
+        # this, and events taken before the link is up would all go the store-and-replay way.
+        # No broker yet: serve anyway, the store takes the events.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.link.ever_connected.wait(), LINK_HEAD_START_S)
+        self._tasks.append(asyncio.create_task(self.replayer.run(), name="replay"))
+        self._tasks.append(asyncio.create_task(self._report_inbound(), name="inbound-watch"))
+        log.info(
+            "breakwater ready: store %s (%d events waiting), outbound %s",
+            self.store.path,
+            self.store.depth(),
+            self.link.display_url,
+        )
+        try:
+            yield
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self.link.close()
+            await self.store.close()
+            log.info("breakwater stopped")
+
+
+def _counter_values(counter: Counter) -> dict[tuple[str, ...], int]:
+    """A labelled counter's current values by label values, read the way a scrape reads them."""
+    values: dict[tuple[str, ...], int] = {}
+    for family in counter.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                values[tuple(sample.labels.values())] = int(sample.value)
+    return values

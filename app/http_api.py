@@ -1,0 +1,174 @@
+"""HTTP ingress (`POST /v1/events/{channel}`) and the health endpoints, as a Starlette app.
+
+It is mounted behind FastStream's ASGI app, which serves the AsyncAPI page itself.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from .channels import CHANNELS, parse_payload
+from .events import Event
+from .outbound import Unroutable
+from .publisher import Outcome, ResilientPublisher
+from .settings import Settings
+from .status_page import StatusSnapshot, render
+from .store import StoreError, StoreFull
+
+log = logging.getLogger("breakwater.http")
+
+# Header values become AMQP short strings (<= 255 bytes); printable ASCII keeps them loggable.
+_ID_PATTERN = re.compile(r"^[\x21-\x7e]{1,200}$")
+RETRY_AFTER_STORE_FULL_S = 30
+RETRY_AFTER_STORE_BROKEN_S = 5
+# The status page has no scripts and only inline styles; forbid everything else.
+_STATUS_PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def _error(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+async def read_limited_body(request: Request, limit: int) -> bytes:
+    """The body, or BodyTooLarge as soon as it passes `limit` (nothing more is read)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class HttpApi:
+    def __init__(
+        self,
+        settings: Settings,
+        publisher: ResilientPublisher,
+        readiness: Callable[[], tuple[bool, dict[str, Any]]],
+        registry: CollectorRegistry,
+        *,
+        status: Callable[[], StatusSnapshot],
+    ) -> None:
+        self._registry = registry
+        self._status = status
+        self._settings = settings
+        self._publisher = publisher
+        self._readiness = readiness
+        self._tokens = [t.get_secret_value().encode() for t in settings.api_tokens]
+        self.on_accepted: Callable[[str, Outcome], None] = lambda channel, outcome: None
+        self.on_rejected: Callable[[str, str], None] = lambda channel, reason: None
+        self.app = Starlette(
+            routes=[
+                Route("/v1/events/{channel}", self.post_event, methods=["POST"]),
+                Route("/healthz", self.healthz, methods=["GET"]),
+                Route("/readyz", self.readyz, methods=["GET"]),
+                Route("/metrics", self.metrics, methods=["GET"]),
+                Route("/", self.status_page, methods=["GET"]),
+            ]
+        )
+        # Starlette would answer `/v1/events/x/` with a 307 to an absolute URL built from the
+        # request's Host header, before the token check. The routes are exact; the rest is a 404.
+        self.app.router.redirect_slashes = False
+
+    def _authorized(self, request: Request) -> bool:
+        if not self._tokens:
+            return True
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not presented:
+            return False
+        candidate = presented.strip().encode()
+        # Compare against every token so the time taken does not tell which one nearly matched.
+        matches = [hmac.compare_digest(candidate, token) for token in self._tokens]
+        return any(matches)
+
+    async def post_event(self, request: Request) -> Response:
+        name = request.path_params["channel"]
+        if not self._authorized(request):
+            self.on_rejected(name, "unauthorized")
+            return _error(401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
+        channel = CHANNELS.get(name)
+        if channel is None:
+            self.on_rejected(name, "unknown_channel")
+            return _error(404, f"unknown channel {name!r}; known channels: {sorted(CHANNELS)}")
+        try:
+            body = await read_limited_body(request, self._settings.max_body_bytes)
+        except BodyTooLarge:
+            self.on_rejected(name, "too_large")
+            return _error(
+                413,
+                f"body larger than {self._settings.max_body_bytes} bytes",
+                {"Connection": "close"},
+            )
+        except ClientDisconnect:
+            return Response(status_code=400)
+        ids: dict[str, str | None] = {}
+        for header, field in (
+            ("idempotency-key", "message_id"),
+            ("x-correlation-id", "correlation_id"),
+        ):
+            value = request.headers.get(header)
+            if value is not None and not _ID_PATTERN.match(value):
+                self.on_rejected(name, "invalid_header")
+                return _error(422, f"{header} must be 1-200 printable ASCII characters")
+            ids[field] = value
+        try:
+            payload = parse_payload(channel.model, body)
+        except ValidationError as exc:
+            self.on_rejected(name, "invalid_payload")
+            return _error(422, json.loads(exc.json(include_url=False, include_input=False)))
+        event = Event.accept(name, payload.model_dump_json().encode(), **ids)
+        try:
+            outcome = await self._publisher.submit(event)
+        except StoreFull as exc:
+            self.on_rejected(name, "store_full")
+            return _error(503, str(exc), {"Retry-After": str(RETRY_AFTER_STORE_FULL_S)})
+        except StoreError as exc:
+            self.on_rejected(name, "store_unavailable")
+            return _error(503, str(exc), {"Retry-After": str(RETRY_AFTER_STORE_BROKEN_S)})
+        except Unroutable as exc:
+            self.on_rejected(name, "unroutable")
+            return _error(502, f"the broker could not route the event: {exc}")
+        self.on_accepted(name, outcome)
+        return JSONResponse(
+            {"message_id": event.message_id, "status": outcome.value}, status_code=202
+        )
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(generate_latest(self._registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def status_page(self, request: Request) -> Response:
+        return HTMLResponse(render(self._status()), headers=_STATUS_PAGE_HEADERS)
+
+    async def readyz(self, request: Request) -> Response:
+        ready, body = self._readiness()
+        return JSONResponse(body, status_code=200 if ready else 503)

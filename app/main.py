@@ -1,0 +1,161 @@
+"""The ASGI application: `faststream run app.main:app`, `python -m app` and `breakwater` all serve it."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from faststream.asgi import AsgiFastStream, AsgiResponse, AsyncAPIRoute, get
+from faststream.asgi.handlers import GetHandler
+from faststream.asgi.types import ASGIApp, Receive, Scope, Send
+
+from . import spec
+from .gateway import Gateway
+from .logs import configure_logging
+from .settings import Settings, get_settings
+
+log = logging.getLogger("breakwater")
+
+ASYNCAPI_PATH = "/docs/asyncapi"
+ASYNCAPI_YAML_PATH = f"{ASYNCAPI_PATH}.yaml"
+ASYNCAPI_JSON_PATH = f"{ASYNCAPI_PATH}.json"
+ASSETS_PATH = "/docs/static/asyncapi"
+
+# The AsyncAPI page's renderer: two files of npm @asyncapi/react-component (the version of
+# package-lock.json). The gateway serves them itself so that the page works where there is no
+# internet access. First found wins:
+# - package data, app/static/asyncapi/: the container image puts them there before it installs the
+#   project, `make install` copies them there from node_modules;
+# - node_modules beside the repository (development, after `npm ci`);
+# - neither: the page falls back to FastStream's default, a CDN, with a warning.
+PACKAGED_ASSETS = Path(__file__).resolve().parent / "static/asyncapi"
+REACT_COMPONENT = Path(__file__).resolve().parents[1] / "node_modules/@asyncapi/react-component"
+ASSET_MEDIA_TYPES = {
+    "index.js": "text/javascript; charset=utf-8",
+    "default.min.css": "text/css; charset=utf-8",
+}
+ASSET_SOURCES: tuple[dict[str, Path], ...] = (
+    {name: PACKAGED_ASSETS / name for name in ASSET_MEDIA_TYPES},
+    {
+        "index.js": REACT_COMPONENT / "browser/standalone/index.js",
+        "default.min.css": REACT_COMPONENT / "styles/default.min.css",
+    },
+)
+
+
+def page_assets(sources: Sequence[Mapping[str, Path]]) -> dict[str, Path] | None:
+    """The page's assets by name, from the first source that has all of them; None: none has."""
+    for source in sources:
+        if all(path.is_file() for path in source.values()):
+            return dict(source)
+    return None
+
+
+class GatewayApp(AsgiFastStream):
+    """FastStream's ASGI app matches exact paths only; every other path goes to our Starlette app,
+    which has the path-parameter routes (`/v1/events/{channel}`) and JSON errors."""
+
+    def __init__(self, gateway: Gateway, http_app: ASGIApp, **kwargs: object) -> None:
+        super().__init__(gateway.inbound, **kwargs)  # type: ignore[arg-type]
+        self.gateway = gateway
+        self._http_app = http_app
+
+    async def not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http_app(scope, receive, send)
+        else:
+            await super().not_found(scope, receive, send)
+
+
+def _document(
+    specification: spec.GatewayAsyncAPI,
+    render: Callable[[spec.AsyncAPIDocument], str],
+    media_type: str,
+) -> GetHandler:
+    """The document, generated on the first request only (generating takes tens of ms)."""
+
+    @functools.cache
+    def body() -> bytes:
+        return render(specification.to_specification()).encode()
+
+    @get(include_in_schema=False)
+    async def document(scope: Scope) -> AsgiResponse:
+        return AsgiResponse(body(), 200, {"Content-Type": media_type})
+
+    return document
+
+
+def _asset(path: Path, media_type: str) -> GetHandler:
+    read = functools.cache(path.read_bytes)
+
+    @get(include_in_schema=False)
+    async def asset(scope: Scope) -> AsgiResponse:
+        headers = {"Content-Type": media_type, "Cache-Control": "public, max-age=3600"}
+        return AsgiResponse(read(), 200, headers)
+
+    return asset
+
+
+def _asyncapi_page() -> tuple[AsyncAPIRoute, list[tuple[str, ASGIApp]]]:
+    """The page's route and the routes of its assets. No try-it-out: FastStream's would publish
+    any payload to any queue of the inbound broker, without the HTTP ingress' token check."""
+    found = page_assets(ASSET_SOURCES)
+    if found is None:
+        log.warning(
+            "the AsyncAPI page's renderer is in neither %s nor %s (`make install` puts it there):"
+            " the page at %s loads it from a CDN, which needs internet access",
+            PACKAGED_ASSETS,
+            REACT_COMPONENT,
+            ASYNCAPI_PATH,
+        )
+        return AsyncAPIRoute(ASYNCAPI_PATH, asyncapi_json_path=None, try_it_out_path=None), []
+    # Relative to the page, so that the page also works behind a proxy that adds a path prefix.
+    base = ASSETS_PATH.removeprefix(ASYNCAPI_PATH.rsplit("/", 1)[0] + "/")
+    route = AsyncAPIRoute(
+        ASYNCAPI_PATH,
+        asyncapi_json_path=None,  # served by `_document`, generated once
+        try_it_out_path=None,
+        asyncapi_js_url=f"{base}/index.js",
+        asyncapi_css_url=f"{base}/default.min.css",
+    )
+    assets: list[tuple[str, ASGIApp]] = [
+        (f"{ASSETS_PATH}/{name}", _asset(path, ASSET_MEDIA_TYPES[name]))
+        for name, path in found.items()
+    ]
+    return route, assets
+
+
+def create_app(settings: Settings | None = None) -> GatewayApp:
+    settings = settings or get_settings()
+    configure_logging(settings.log_format)
+    gateway = Gateway(settings)
+
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        async with gateway.running():
+            yield
+
+    # The document FastStream generates from the inbound broker's subscribers, completed from the
+    # catalog (app/spec.py); `asyncapi.yaml` is this document.
+    specification = spec.specification()
+    to_yaml, to_json = spec.AsyncAPIDocument.to_yaml, spec.AsyncAPIDocument.to_json
+    page, assets = _asyncapi_page()
+    return GatewayApp(
+        gateway,
+        gateway.http.app,
+        lifespan=lifespan,
+        after_startup=[gateway.amqp.ensure_dead_letter_topology],
+        specification=specification,
+        asyncapi_path=page,
+        asgi_routes=[
+            (ASYNCAPI_YAML_PATH, _document(specification, to_yaml, "application/yaml")),
+            (ASYNCAPI_JSON_PATH, _document(specification, to_json, "application/json")),
+            *assets,
+        ],
+    )
+
+
+app = create_app()

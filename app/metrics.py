@@ -1,0 +1,99 @@
+"""Prometheus metrics with the contract's names, on a registry of the gateway's own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+
+from .breaker import BreakerState
+from .channels import CHANNELS
+from .events import DeliveryPath
+
+BREAKER_STATE_VALUES = {BreakerState.closed: 0, BreakerState.half_open: 1, BreakerState.open: 2}
+# A label value must not come from the client unchecked: unknown channels are counted together.
+UNKNOWN_CHANNEL = "unknown"
+
+
+def channel_label(channel: str) -> str:
+    return channel if channel in CHANNELS else UNKNOWN_CHANNEL
+
+
+class Metrics:
+    def __init__(self) -> None:
+        # `_created` series double every counter's cardinality and no dashboard reads them.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.breaker_state = Gauge(
+            "breakwater_breaker_state",
+            "Outbound circuit breaker: 0 closed, 1 half_open, 2 open.",
+            registry=self.registry,
+        )
+        self.accepted = Counter(
+            "breakwater_events_accepted",
+            "Events answered 202 or acked, by channel and status (published|stored).",
+            ["channel", "status"],
+            registry=self.registry,
+        )
+        self.replayed = Counter(
+            "breakwater_events_replayed",
+            "Stored events published by the replay and deleted from the store.",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "breakwater_events_rejected",
+            "Events refused (4xx, 503, dead-lettered or requeued), by channel and reason.",
+            ["channel", "reason"],
+            registry=self.registry,
+        )
+        self.store_depth = Gauge(
+            "breakwater_store_depth",
+            "Events waiting in the fallback store.",
+            registry=self.registry,
+        )
+        self.store_bytes = Gauge(
+            "breakwater_store_bytes",
+            "Bytes of events in the fallback store (what its bound counts).",
+            registry=self.registry,
+        )
+        self.publish_seconds = Histogram(
+            "breakwater_publish_seconds",
+            "Confirmed publishes to the outbound broker: connection check, send and confirm.",
+            ["path"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=self.registry,
+        )
+        for channel in CHANNELS:
+            for status in ("published", "stored"):
+                self.accepted.labels(channel, status)
+            self.replayed.labels(channel)
+
+    def watch(
+        self,
+        breaker_state: Callable[[], BreakerState],
+        store_depth: Callable[[], int],
+        store_bytes: Callable[[], int],
+    ) -> None:
+        """Gauges read at scrape time, so they are never stale."""
+        self.breaker_state.set_function(lambda: BREAKER_STATE_VALUES[breaker_state()])
+        self.store_depth.set_function(store_depth)
+        self.store_bytes.set_function(store_bytes)
+
+    def event_accepted(self, channel: str, status: str) -> None:
+        self.accepted.labels(channel, status).inc()
+
+    def event_rejected(self, channel: str, reason: str) -> None:
+        self.rejected.labels(channel_label(channel), reason).inc()
+
+    def event_replayed(self, channel: str) -> None:
+        self.replayed.labels(channel).inc()
+
+    def published(self, channel: str, seconds: float, path: DeliveryPath) -> None:
+        self.publish_seconds.labels(path.value).observe(seconds)

@@ -1,0 +1,189 @@
+"""Every knob of the gateway, read once from `BREAKWATER_*` variables (and an optional `.env`)."""
+
+from __future__ import annotations
+
+import json
+import os
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import (
+    AmqpDsn,
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class LogFormat(StrEnum):
+    console = "console"
+    json = "json"
+
+
+class StoreSync(StrEnum):
+    """SQLite `synchronous` level of the fallback store (see README: what each risks)."""
+
+    full = "FULL"
+    normal = "NORMAL"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BREAKWATER_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    broker_url: SecretStr = Field(
+        default=SecretStr("amqp://guest:guest@localhost:5672/"),
+        description="Outbound broker; events are published to `breakwater.events` there. Several comma-separated URLs: the first that answers is used, the next on failure.",
+    )
+    inbound_broker_url: SecretStr | None = Field(
+        default=None,
+        description="Broker holding the inbound queues `breakwater.in.<channel>` (one or several URLs, as above); default: broker_url.",
+    )
+    broker_ca_file: FilePath | None = Field(
+        default=None,
+        description="CA bundle (PEM) that `amqps://` brokers' certificates are verified against; default: the system's.",
+    )
+    broker_cert_file: FilePath | None = Field(
+        default=None,
+        description="Client certificate (PEM) for `amqps://` brokers that require one; needs BREAKWATER_BROKER_KEY_FILE.",
+    )
+    broker_key_file: FilePath | None = Field(
+        default=None, description="Private key (PEM) of BREAKWATER_BROKER_CERT_FILE."
+    )
+    http_host: str = Field(default="0.0.0.0", description="Address the HTTP server binds.")
+    http_port: int = Field(default=8000, ge=1, le=65535, description="HTTP port.")
+
+    store_path: Path = Field(
+        default=Path("./data/fallback.db"), description="SQLite file of the fallback store."
+    )
+    store_max_bytes: int = Field(
+        default=1024**3,
+        gt=0,
+        description="Bound of the store (bytes of stored events); when full, HTTP answers 503 and AMQP requeues.",
+    )
+    store_synchronous: StoreSync = Field(
+        default=StoreSync.full,
+        description="`FULL`: an answered event survives a power loss. `NORMAL`: faster; the last commits before a power loss (not a process crash) may be lost.",
+    )
+
+    publish_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="Deadline of one publish: connection check, send and broker confirm.",
+    )
+    breaker_fail_max: int = Field(
+        default=5, ge=1, description="Consecutive publish failures that open the breaker."
+    )
+    breaker_reset_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds an open breaker waits before a trial publish (doubles on failed trials, capped at 6x, with jitter).",
+    )
+    replay_rate: float = Field(
+        default=1000.0, gt=0, description="Most stored events replayed in any one second."
+    )
+    replay_batch: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="Stored events read and pipelined per replay round.",
+    )
+
+    api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated bearer tokens; when set, HTTP ingress needs `Authorization: Bearer <token>`.",
+    )
+    max_body_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="Largest HTTP body accepted (413 above)."
+    )
+    log_format: LogFormat = Field(
+        default=LogFormat.console, description="`console` or `json` (one JSON object per line)."
+    )
+
+    inbound_prefetch: int = Field(
+        default=256,
+        ge=1,
+        description="Unacked inbound messages per queue (the forwarding pipeline depth).",
+    )
+    shutdown_grace_s: float = Field(
+        default=20.0, gt=0, description="How long SIGTERM waits for in-flight work to finish."
+    )
+
+    @field_validator("broker_url", "inbound_broker_url")
+    @classmethod
+    def _amqp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            urls = split_urls(value.get_secret_value())
+            if not urls:
+                raise ValueError("must name at least one amqp:// or amqps:// URL")
+            for position, url in enumerate(urls, start=1):
+                # Validate the shape without echoing the password into the error message.
+                try:
+                    AmqpDsn(url)
+                except ValidationError:
+                    raise ValueError(
+                        f"URL #{position} must be an amqp:// or amqps:// URL"
+                    ) from None
+        return value
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [token.strip() for token in value.split(",") if token.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _cert_with_key(self) -> Settings:
+        if (self.broker_cert_file is None) != (self.broker_key_file is None):
+            raise ValueError(
+                "BREAKWATER_BROKER_CERT_FILE and BREAKWATER_BROKER_KEY_FILE go together"
+            )
+        return self
+
+    @property
+    def broker_urls(self) -> list[str]:
+        return split_urls(self.broker_url.get_secret_value())
+
+    @property
+    def inbound_urls(self) -> list[str]:
+        return split_urls((self.inbound_broker_url or self.broker_url).get_secret_value())
+
+
+def split_urls(value: str) -> list[str]:
+    return [url.strip() for url in value.split(",") if url.strip()]
+
+
+class SettingsError(SystemExit):
+    """Raised at start when a setting is wrong; its text names the variable and what is allowed."""
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = ["breakwater: invalid configuration"]
+        for error in exc.errors():
+            name = "BREAKWATER_" + "_".join(str(part) for part in error["loc"]).upper()
+            lines.append(f"  {name}: {error['msg']}")
+        if os.environ.get("BREAKWATER_LOG_FORMAT", "").strip().lower() == LogFormat.json:
+            # Logging is not set up yet (its format is a setting): keep "every line is JSON" anyway.
+            message = json.dumps({"level": "critical", "message": "\n".join(lines)})
+            raise SettingsError(message) from None
+        raise SettingsError("\n".join(lines)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

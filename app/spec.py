@@ -1,0 +1,627 @@
+"""The AsyncAPI document: what FastStream generates from the app's brokers, completed with what its
+generator cannot say.
+
+FastStream renders the inbound queues (the subscribers in `amqp_ingress`) and, from publishers
+declared here on a broker that is never connected, the routing keys of `breakwater.events` and the
+dead-letter queue. It cannot render message headers, AMQP properties, queue and exchange arguments,
+examples or the payload of a subscriber that reads raw bytes: `GatewayAsyncAPI` adds those to the
+generated document, driven by the channel catalog and the topology constants, and pins the parts
+that would otherwise depend on the machine (broker URL, object order) so that the document is the
+same wherever it is generated. `asyncapi.yaml` at the repository root is this document.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+from collections.abc import Iterator, Sequence
+from io import StringIO
+from typing import Any
+from urllib.parse import quote, unquote
+
+import yaml
+from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange
+from faststream.specification import AsyncAPI
+from pydantic import SecretStr, ValidationError
+from yarl import URL
+
+from . import __version__
+from .amqp_ingress import (
+    DEAD_LETTER_Q,
+    MAX_ERROR_TEXT,
+    REQUEUE_DELAY_S,
+    describe_validation_error,
+    inbound_queue,
+)
+from .channels import CATALOG, Channel
+from .events import CONTENT_TYPE, ERROR_HEADER, PATH_HEADER, DeliveryPath
+from .settings import Settings
+from .topology import (
+    DEAD_LETTER_EXCHANGE,
+    DEAD_LETTER_QUEUE,
+    EVENTS_EXCHANGE,
+    EVENTS_EXCHANGE_ARGUMENTS,
+    UNROUTED,
+)
+
+TITLE = "Breakwater"
+AMQP_BINDING_VERSION = "0.3.0"
+# Written by the AMQP ingress on every dead-lettered copy, beside `x-breakwater-error`.
+SOURCE_QUEUE_HEADER = "x-breakwater-queue"
+
+PATH_MEANINGS: dict[DeliveryPath, str] = {
+    DeliveryPath.direct: "published when it was accepted",
+    DeliveryPath.replay: "published later from the fallback store, after a broker outage",
+}
+
+PATH_DESCRIPTION = (
+    "; ".join(f"`{path.value}`: {meaning}" for path, meaning in PATH_MEANINGS.items()) + "."
+)
+
+# The envelope of every event on `breakwater.events`: (name, where it travels, what it means).
+ENVELOPE: tuple[tuple[str, str, str], ...] = (
+    (
+        "message_id",
+        "AMQP property",
+        "The event's identity: the `Idempotency-Key` request header or the inbound message's"
+        " `message_id` when given, else generated (32 hex digits, ordered by time). Retries and"
+        " replays keep it, so **deduplicate by `message_id`**.",
+    ),
+    (
+        "correlation_id",
+        "AMQP property",
+        "Ties the event to what caused it: the `X-Correlation-Id` request header or the inbound"
+        " message's `correlation_id` when given, else generated.",
+    ),
+    (
+        "timestamp",
+        "AMQP property",
+        "When the gateway accepted the event (UTC, whole seconds); a replayed event keeps it.",
+    ),
+    ("type", "AMQP property", "The channel name, which is also the routing key."),
+    (
+        "content_type",
+        "AMQP property",
+        f"`{CONTENT_TYPE}`: the body is the payload, validated and normalised by the channel's"
+        " model (decimals as strings).",
+    ),
+    ("delivery_mode", "AMQP property", "`2`: persistent."),
+    (PATH_HEADER, "header", PATH_DESCRIPTION),
+)
+
+
+def _envelope_table() -> str:
+    rows = [
+        "| field | where | meaning |",
+        "|---|---|---|",
+        *(f"| `{name}` | {where} | {meaning} |" for name, where, meaning in ENVELOPE),
+    ]
+    return "\n".join(rows)
+
+
+DESCRIPTION = f"""\
+A store-and-forward event gateway for RabbitMQ. Producers hand it typed events, over HTTP or by \
+publishing to its inbound queues; it validates each against its channel's schema, stamps an \
+envelope and publishes it to the durable topic exchange `{EVENTS_EXCHANGE}`, with the channel name \
+as routing key. While the broker is unreachable, accepted events are stored durably and replayed \
+once it is back.
+
+## Delivery guarantees
+- **At-least-once.** An accepted event is never lost and never silently dropped, but it may \
+arrive more than once (after a retry, or a replay after an outage). Duplicates carry the same \
+`message_id`: **consumers deduplicate by `message_id`**.
+- **Order per channel.** Events of one channel reach `{EVENTS_EXCHANGE}` in the order they were \
+accepted, across outages. There is no order between channels.
+- Every event is persistent, publisher-confirmed and published `mandatory`. An event no queue is \
+bound for is kept in the queue `{UNROUTED}` (the exchange's alternate exchange), not dropped.
+
+## Consuming
+Bind a queue to `{EVENTS_EXCHANGE}` with a channel name as binding key (`orders.created`) or a \
+pattern (`orders.*`). Each `send` operation below is one routing key.
+
+## Producing
+- **HTTP:** `POST /v1/events/{{channel}}` with the JSON payload as the body. `202` \
+`{{"message_id": "…", "status": "published" | "stored"}}`: `published` when the broker confirmed \
+it, `stored` when it is durably in the fallback store and will be replayed. Request headers: \
+`Idempotency-Key` (becomes `message_id`), `X-Correlation-Id` (becomes `correlation_id`), \
+`Authorization: Bearer <token>` when tokens are configured. Errors: `404` unknown channel, `422` \
+invalid payload, `413` body too large, `401` missing or wrong token, `503` with `Retry-After` \
+when neither the broker nor the store can take the event.
+- **AMQP:** publish the JSON payload to the queue `breakwater.in.<channel>` (each `receive` \
+operation below). A message is acked once its event is published or stored; an invalid one is \
+moved to `{DEAD_LETTER_QUEUE}` with the reason in `{ERROR_HEADER}`.
+
+## Envelope
+{_envelope_table()}
+
+Money amounts are decimals: producers may send them as JSON strings or numbers; events carry \
+them as strings (`"25.00"`), never as floats.
+"""
+
+
+def _default_broker() -> URL:
+    default = Settings.model_fields["broker_url"].default
+    assert isinstance(default, SecretStr)
+    return URL(default.get_secret_value())
+
+
+def _vhost(url: URL) -> str:
+    return unquote(url.path[1:]) or "/"
+
+
+def _spec_broker(catalog: Sequence[Channel]) -> RabbitBroker:
+    """A broker that is never connected: its publishers only describe, for the document, what the
+    gateway publishes (it publishes through `outbound.OutboundLink`, not through FastStream). On
+    the app's own broker they would declare their exchanges when it starts."""
+    url = _default_broker().with_user(None)
+    broker = RabbitBroker(str(url))
+    events = RabbitExchange(
+        EVENTS_EXCHANGE,
+        type=ExchangeType.TOPIC,
+        durable=True,
+        arguments=EVENTS_EXCHANGE_ARGUMENTS,
+    )
+    for channel in catalog:
+        broker.publisher(
+            exchange=events,
+            routing_key=channel.name,
+            schema=channel.model,
+            persist=True,
+            mandatory=True,
+            title=f"{channel.name}:publish",
+            description=(
+                f"{channel.summary} Routing key `{channel.name}` on the durable topic exchange"
+                f" `{EVENTS_EXCHANGE}`."
+            ),
+        )
+    broker.publisher(
+        queue=DEAD_LETTER_Q,
+        persist=True,
+        title=f"{DEAD_LETTER_QUEUE}:publish",
+        description=(
+            f"Inbound messages the gateway could not take: a durable queue on the inbound broker,"
+            f" bound to the fanout exchange `{DEAD_LETTER_EXCHANGE}`."
+        ),
+    )
+    return broker
+
+
+class AsyncAPIDocument:
+    """A finished AsyncAPI document; FastStream's page, `faststream docs gen` and the
+    `/docs/asyncapi.{json,yaml}` routes all render this one."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    @property
+    def title(self) -> str:
+        return str(self._data["info"]["title"])
+
+    def to_jsonable(self) -> dict[str, Any]:
+        return copy.deepcopy(self._data)
+
+    def to_json(self) -> str:
+        return json.dumps(self._data, ensure_ascii=False, indent=2) + "\n"
+
+    def to_yaml(self) -> str:
+        out = StringIO()
+        yaml.dump(self._data, out, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+        return out.getvalue()
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (the Markdown descriptions) as literal blocks, readable in review; no
+    anchors and aliases, which some AsyncAPI tools do not follow."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+class GatewayAsyncAPI(AsyncAPI):
+    """FastStream's AsyncAPI 3.0 generator, with its output completed from the catalog."""
+
+    def __init__(self, catalog: Sequence[Channel]) -> None:
+        self.catalog = tuple(catalog)
+        super().__init__(
+            _spec_broker(self.catalog),
+            title=TITLE,
+            version=__version__,
+            description=DESCRIPTION,
+        )
+
+    def to_specification(self) -> AsyncAPIDocument:
+        generated = super().to_specification().to_jsonable()
+        return AsyncAPIDocument(complete(generated, self.catalog))
+
+
+def specification(catalog: Sequence[Channel] = CATALOG) -> GatewayAsyncAPI:
+    """The app's specification factory; the app adds its inbound broker to it."""
+    return GatewayAsyncAPI(catalog)
+
+
+def differences(committed: str, generated: str) -> str:
+    """A unified diff from the committed document to the generated one; empty when they match."""
+    return "".join(
+        difflib.unified_diff(
+            committed.splitlines(keepends=True),
+            generated.splitlines(keepends=True),
+            fromfile="asyncapi.yaml (committed)",
+            tofile="asyncapi.yaml (generated from the code)",
+        )
+    )
+
+
+# --- completing FastStream's output ---------------------------------------------------------
+
+
+def complete(generated: dict[str, Any], catalog: Sequence[Channel]) -> dict[str, Any]:
+    """The generated document with headers, properties, arguments, payloads and examples added,
+    servers and vhosts pinned to the default broker, and everything in catalog order."""
+    doc = copy.deepcopy(generated)
+    url = _default_broker()
+    for channel_obj in doc["channels"].values():
+        for binding in channel_obj.get("bindings", {}).get("amqp", {}).values():
+            if isinstance(binding, dict) and "vhost" in binding:
+                binding["vhost"] = _vhost(url)
+
+    outbound: list[str] = []
+    inbound: list[str] = []
+    for channel in catalog:
+        out_key = _channel_key(doc, exchange=EVENTS_EXCHANGE, address=channel.name)
+        in_key = _channel_key(doc, queue=channel.inbound_queue)
+        _complete_outbound(doc, out_key, channel)
+        payload = copy.deepcopy(_message(doc, out_key)["payload"])
+        _complete_inbound(doc, in_key, channel, payload=payload)
+        outbound.append(out_key)
+        inbound.append(in_key)
+    dead_key = _channel_key(doc, address=DEAD_LETTER_QUEUE)
+    _complete_dead_letter(doc, dead_key, catalog, vhost=_vhost(url))
+
+    doc["servers"] = {
+        "outbound": _server(
+            url,
+            f"The broker the gateway publishes to (`BREAKWATER_BROKER_URL`): it holds"
+            f" `{EVENTS_EXCHANGE}`. The default is shown, without credentials.",
+        ),
+        "inbound": _server(
+            url,
+            "The broker holding the inbound queues and the dead-letter queue"
+            " (`BREAKWATER_INBOUND_BROKER_URL`, by default the outbound broker).",
+        ),
+    }
+    for key in outbound:
+        doc["channels"][key]["servers"] = [{"$ref": "#/servers/outbound"}]
+    for key in [*inbound, dead_key]:
+        doc["channels"][key]["servers"] = [{"$ref": "#/servers/inbound"}]
+
+    order = [*outbound, *inbound, dead_key]
+    doc["channels"] = _ordered(doc["channels"], order)
+    doc["operations"] = {
+        key: _ordered(operation, OPERATION_FIELDS)
+        for key, operation in _ordered(
+            doc["operations"], [_operation_key(doc, key) for key in order]
+        ).items()
+    }
+    doc["components"]["messages"] = _ordered(
+        doc["components"]["messages"], [_message_key(doc, key) for key in order]
+    )
+    _prune_schemas(doc)
+    doc["components"]["schemas"] = dict(sorted(doc["components"]["schemas"].items()))
+    head = ("asyncapi", "info", "defaultContentType", "servers", "channels", "operations")
+    return _ordered(doc, head)
+
+
+# The order of an object's fields in the document: the order the AsyncAPI spec lists them in.
+OPERATION_FIELDS = ("action", "title", "summary", "description", "channel", "messages", "bindings")
+MESSAGE_FIELDS = (
+    "title",
+    "name",
+    "summary",
+    "description",
+    "contentType",
+    "correlationId",
+    "headers",
+    "payload",
+    "bindings",
+    "examples",
+)
+
+
+def _complete_outbound(doc: dict[str, Any], key: str, channel: Channel) -> None:
+    _amqp(doc["channels"][key])["exchange"]["x-arguments"] = dict(EVENTS_EXCHANGE_ARGUMENTS)
+    operation = doc["operations"][_operation_key(doc, key)]
+    operation["title"] = f"{channel.name} events"
+    operation["summary"] = channel.summary
+    operation["description"] = (
+        f"The gateway publishes every accepted `{channel.name}` event to `{EVENTS_EXCHANGE}` with"
+        f" routing key `{channel.name}`: persistent, publisher-confirmed and `mandatory`. Bind a"
+        f" queue with binding key `{channel.name}` to receive them. At-least-once: deduplicate by"
+        f" `message_id`. Events of this channel arrive in the order they were accepted."
+    )
+    operation["bindings"]["amqp"]["timestamp"] = True
+    example = channel.model.model_validate(channel.example).model_dump(mode="json")
+    _replace_message(
+        doc,
+        key,
+        title=channel.name,
+        name=channel.model.__name__,
+        summary=channel.summary,
+        description=f"One `{channel.name}` event. Its envelope:\n\n{_envelope_table()}\n",
+        correlationId={
+            "description": "The AMQP `correlation_id` property: see the envelope.",
+            "location": "$message.header#/correlation_id",
+        },
+        headers={
+            "type": "object",
+            "properties": {
+                PATH_HEADER: {
+                    "type": "string",
+                    "enum": [path.value for path in DeliveryPath],
+                    "description": PATH_DESCRIPTION,
+                }
+            },
+            "required": [PATH_HEADER],
+        },
+        bindings={"amqp": {"messageType": channel.name, "bindingVersion": AMQP_BINDING_VERSION}},
+        examples=[
+            {
+                "name": f"{channel.name}.direct",
+                "summary": "As consumers receive it: the payload normalised by its model.",
+                "headers": {PATH_HEADER: DeliveryPath.direct.value},
+                "payload": example,
+            }
+        ],
+    )
+
+
+def _complete_inbound(
+    doc: dict[str, Any], key: str, channel: Channel, payload: dict[str, Any]
+) -> None:
+    _amqp(doc["channels"][key])["queue"]["x-arguments"] = dict(inbound_queue(channel).arguments)
+    operation = doc["operations"][_operation_key(doc, key)]
+    operation["title"] = f"{channel.name} from producers"
+    operation["summary"] = f"Producers publish `{channel.name}` payloads to this queue."
+    operation["description"] = (
+        f"Publish the JSON payload to the queue `{channel.inbound_queue}` (default exchange,"
+        f" routing key `{channel.inbound_queue}`). The gateway acks a message once its event is"
+        f" published (confirmed) or durably stored. When neither the broker nor the store can"
+        f" take it, the message is requeued after {REQUEUE_DELAY_S:g} s. An invalid message is"
+        f" moved to `{DEAD_LETTER_QUEUE}` with the reason in `{ERROR_HEADER}`; a valid message"
+        f" is never dead-lettered, however long an outage lasts."
+    )
+    _replace_message(
+        doc,
+        key,
+        title=f"{channel.name} (inbound)",
+        name=channel.model.__name__,
+        summary=channel.summary,
+        description=(
+            f"The payload of one `{channel.name}` event as JSON; no envelope is needed. Optional"
+            f" AMQP properties: `message_id` becomes the event's `message_id` (set it to let"
+            f" consumers deduplicate retries), `correlation_id` is kept; both are generated when"
+            f" absent."
+        ),
+        correlationId={
+            "description": "The AMQP `correlation_id` property, kept on the outbound event.",
+            "location": "$message.header#/correlation_id",
+        },
+        payload=payload,
+        examples=[
+            {
+                "name": channel.name,
+                "summary": channel.summary,
+                "payload": copy.deepcopy(channel.example),
+            }
+        ],
+    )
+
+
+def _complete_dead_letter(
+    doc: dict[str, Any], key: str, catalog: Sequence[Channel], *, vhost: str
+) -> None:
+    # FastStream renders a publisher as a routing key on an exchange (here the default one); the
+    # channel readers need is the queue that the ingress declares and binds to the exchange.
+    queue = DEAD_LETTER_Q
+    doc["channels"][key]["bindings"]["amqp"] = {
+        "is": "queue",
+        "queue": {
+            "name": queue.name,
+            "durable": queue.durable,
+            "exclusive": queue.exclusive,
+            "autoDelete": queue.auto_delete,
+            "vhost": vhost,
+            "x-arguments": dict(queue.arguments or {}),
+        },
+        "bindingVersion": AMQP_BINDING_VERSION,
+    }
+    operation = doc["operations"][_operation_key(doc, key)]
+    operation["title"] = "Dead letters"
+    operation["summary"] = "Inbound messages the gateway rejected."
+    operation["description"] = (
+        f"The gateway copies every inbound message it rejects (not JSON, not matching its"
+        f" channel's schema, or unroutable) to the fanout exchange `{DEAD_LETTER_EXCHANGE}`, with"
+        f" the inbound queue's name as routing key and the reason in `{ERROR_HEADER}`, then acks"
+        f" the original. `{DEAD_LETTER_EXCHANGE}` is bound to `{DEAD_LETTER_QUEUE}`."
+    )
+    operation["bindings"]["amqp"]["cc"] = [channel.inbound_queue for channel in catalog]
+    first = catalog[0]
+    rejected, reason = _invalid_example(first)
+    _replace_message(
+        doc,
+        key,
+        title="Dead letter",
+        name="DeadLetter",
+        summary="An inbound message the gateway could not take, with the reason.",
+        description=(
+            "The rejected message as it arrived: its body byte for byte, its headers and its"
+            " `message_id`, `correlation_id` and `content_type` properties; `type` is the"
+            " channel name."
+        ),
+        headers={
+            "type": "object",
+            "properties": {
+                ERROR_HEADER: {
+                    "type": "string",
+                    "maxLength": MAX_ERROR_TEXT,
+                    "description": "Why the gateway rejected the message, e.g. each failed"
+                    " field with pydantic's message (`field: message; …`).",
+                },
+                SOURCE_QUEUE_HEADER: {
+                    "type": "string",
+                    "enum": [channel.inbound_queue for channel in catalog],
+                    "description": "The inbound queue the message was taken from.",
+                },
+            },
+            "additionalProperties": True,
+        },
+        correlationId={
+            "description": "The rejected message's `correlation_id` property, if it had one.",
+            "location": "$message.header#/correlation_id",
+        },
+        payload={
+            "description": "The rejected body, unchanged: it may not be JSON at all.",
+        },
+        examples=[
+            {
+                "name": f"{first.name}.invalid",
+                "summary": f"The `{first.name}` example without a required field.",
+                "headers": {ERROR_HEADER: reason, SOURCE_QUEUE_HEADER: first.inbound_queue},
+                "payload": rejected,
+            }
+        ],
+    )
+
+
+def _invalid_example(channel: Channel) -> tuple[dict[str, Any], str]:
+    """The channel's example without its first required field, and the reason the ingress gives."""
+    required = [name for name, field in channel.model.model_fields.items() if field.is_required()]
+    missing = next(name for name in required if name in channel.example)
+    rejected = {name: value for name, value in channel.example.items() if name != missing}
+    try:
+        channel.model.model_validate(rejected)
+    except ValidationError as exc:
+        return rejected, describe_validation_error(exc)
+    raise AssertionError(f"{channel.name}: the example is valid without {missing!r}")
+
+
+def _replace_message(
+    doc: dict[str, Any],
+    channel_key: str,
+    *,
+    payload: dict[str, Any] | None = None,
+    **fields: Any,
+) -> None:
+    message_key = _message_key(doc, channel_key)
+    generated = doc["components"]["messages"][message_key]
+    merged = {
+        **generated,
+        **fields,
+        "contentType": CONTENT_TYPE,
+        "payload": generated["payload"] if payload is None else payload,
+    }
+    doc["components"]["messages"][message_key] = _ordered(merged, MESSAGE_FIELDS)
+
+
+def _server(url: URL, description: str) -> dict[str, Any]:
+    return {
+        "host": f"{url.host}:{url.port}",
+        "pathname": url.path or "/",
+        "protocol": url.scheme,
+        "protocolVersion": "0.9.1",
+        "description": description,
+    }
+
+
+def _amqp(channel_obj: dict[str, Any]) -> dict[str, Any]:
+    amqp: dict[str, Any] = channel_obj.get("bindings", {}).get("amqp", {})
+    return amqp
+
+
+def _channel_key(
+    doc: dict[str, Any],
+    *,
+    queue: str | None = None,
+    exchange: str | None = None,
+    address: str | None = None,
+) -> str:
+    """The key of the one generated channel on `queue`, or on `exchange` with `address`."""
+
+    def matches(channel_obj: dict[str, Any]) -> bool:
+        binding = _amqp(channel_obj)
+        return (
+            (queue is None or binding.get("queue", {}).get("name") == queue)
+            and (exchange is None or binding.get("exchange", {}).get("name") == exchange)
+            and (address is None or channel_obj.get("address") == address)
+        )
+
+    keys = [str(key) for key, channel_obj in doc["channels"].items() if matches(channel_obj)]
+    if len(keys) != 1:
+        raise LookupError(f"expected one generated channel to complete, found {keys}")
+    return keys[0]
+
+
+def _pointer(*parts: str) -> str:
+    return "#/" + "/".join(
+        quote(p.replace("~", "~0").replace("/", "~1"), safe="~:._-") for p in parts
+    )
+
+
+def _operation_key(doc: dict[str, Any], channel_key: str) -> str:
+    ref = _pointer("channels", channel_key)
+    keys = [str(key) for key, op in doc["operations"].items() if op["channel"]["$ref"] == ref]
+    if len(keys) != 1:
+        raise LookupError(f"expected one operation on channel {channel_key}, found {keys}")
+    return keys[0]
+
+
+def _message_key(doc: dict[str, Any], channel_key: str) -> str:
+    [message_ref] = doc["channels"][channel_key]["messages"].values()
+    prefix = "#/components/messages/"
+    ref = str(message_ref["$ref"])
+    assert ref.startswith(prefix), ref
+    return unquote(ref.removeprefix(prefix)).replace("~1", "/").replace("~0", "~")
+
+
+def _message(doc: dict[str, Any], channel_key: str) -> dict[str, Any]:
+    message: dict[str, Any] = doc["components"]["messages"][_message_key(doc, channel_key)]
+    return message
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+
+
+def _prune_schemas(doc: dict[str, Any]) -> None:
+    """Drop the schemas nothing refers to any more (FastStream's `EmptyPayload` of raw handlers)."""
+    schemas: dict[str, Any] = doc["components"]["schemas"]
+    while True:
+        used = set(_refs(doc))
+        unused = [name for name in schemas if _pointer("components", "schemas", name) not in used]
+        if not unused:
+            return
+        for name in unused:
+            del schemas[name]
+
+
+def _ordered(mapping: dict[str, Any], first: Sequence[str]) -> dict[str, Any]:
+    """`mapping` with its keys that are in `first` first, in that order, and the others sorted."""
+    head = [key for key in first if key in mapping]
+    rest = sorted(key for key in mapping if key not in first)
+    return {key: mapping[key] for key in [*head, *rest]}

@@ -1,0 +1,122 @@
+"""AMQP ingress: inbound quorum queues, forwarding, and dead-lettering of poison messages."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+
+import aio_pika
+from aio_pika.abc import AbstractRobustConnection
+
+from app.channels import CHANNELS
+
+from .consumers import bind_queue, collect
+from .gateway_process import GatewayProcess
+
+ORDER = CHANNELS["orders.created"].example
+
+
+async def publish_inbound(
+    connection: AbstractRobustConnection, channel_name: str, body: bytes, **properties: object
+) -> None:
+    channel = await connection.channel(publisher_confirms=True)
+    await channel.default_exchange.publish(
+        aio_pika.Message(
+            body,
+            content_type="application/json",
+            delivery_mode=2,
+            **properties,  # type: ignore[arg-type]
+        ),
+        routing_key=f"breakwater.in.{channel_name}",
+    )
+    await channel.close()
+
+
+async def test_inbound_queues_are_durable_quorum_queues_with_dead_lettering(
+    start_gateway: Callable[..., GatewayProcess], amqp: AbstractRobustConnection
+) -> None:
+    start_gateway()
+    channel = await amqp.channel()
+    for name in CHANNELS:
+        # A passive-incompatible redeclare would close the channel: the arguments must match.
+        queue = await channel.declare_queue(
+            f"breakwater.in.{name}",
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-dead-letter-exchange": "breakwater.dlx",
+            },
+        )
+        assert queue.name == f"breakwater.in.{name}"
+
+
+async def test_inbound_event_is_forwarded_keeping_its_ids(
+    start_gateway: Callable[..., GatewayProcess], amqp: AbstractRobustConnection
+) -> None:
+    start_gateway()
+    queue = await bind_queue(amqp, "payments.captured")
+    message_id, correlation_id = uuid.uuid4().hex, uuid.uuid4().hex
+
+    await publish_inbound(
+        amqp,
+        "payments.captured",
+        json.dumps(CHANNELS["payments.captured"].example).encode(),
+        message_id=message_id,
+        correlation_id=correlation_id,
+    )
+
+    [message] = await collect(queue, 1)
+    assert (message.message_id, message.correlation_id) == (message_id, correlation_id)
+    assert message.delivery_mode == 2
+    assert message.headers["x-breakwater-path"] == "direct"
+    assert message.type == "payments.captured"
+
+
+async def test_inbound_event_without_ids_gets_generated_ones(
+    start_gateway: Callable[..., GatewayProcess], amqp: AbstractRobustConnection
+) -> None:
+    start_gateway()
+    queue = await bind_queue(amqp, "orders.cancelled")
+    reason = f"no ids {uuid.uuid4().hex}"
+
+    await publish_inbound(
+        amqp, "orders.cancelled", json.dumps({"order_id": "o-1", "reason": reason}).encode()
+    )
+
+    [message] = await collect(queue, 1, keep=lambda m: reason.encode() in m.body)
+    assert message.message_id
+    assert message.correlation_id
+
+
+async def test_poison_messages_are_dead_lettered_once_with_a_reason_and_the_queue_keeps_flowing(
+    start_gateway: Callable[..., GatewayProcess], amqp: AbstractRobustConnection
+) -> None:
+    start_gateway()
+    events = await bind_queue(amqp, "orders.created")
+    channel = await amqp.channel()
+    dead = await channel.get_queue("breakwater.dead-letter")
+    await dead.purge()
+    run = uuid.uuid4().hex
+    poison = {
+        f"{run}-json": b'{"order_id": ',
+        f"{run}-model": json.dumps({**ORDER, "total": "1.00"}).encode(),
+        f"{run}-utf8": b'{"order_id": "\xff\xfe"}',
+    }
+    for message_id, body in poison.items():
+        await publish_inbound(amqp, "orders.created", body, message_id=message_id)
+    good_id = f"{run}-good"
+    await publish_inbound(amqp, "orders.created", json.dumps(ORDER).encode(), message_id=good_id)
+
+    [forwarded] = await collect(events, 1)
+    assert forwarded.message_id == good_id
+    dead_lettered = await collect(dead, 3, keep=lambda m: (m.message_id or "").startswith(run))
+    reasons = {m.message_id: str(m.headers["x-breakwater-error"]) for m in dead_lettered}
+    assert set(reasons) == set(poison)
+    assert "json" in reasons[f"{run}-json"].lower()
+    assert "does not equal the sum" in reasons[f"{run}-model"]
+    for message in dead_lettered:
+        assert message.body == poison[message.message_id or ""]
+        assert message.headers["x-breakwater-queue"] == "breakwater.in.orders.created"
+    inbound = await channel.declare_queue("breakwater.in.orders.created", passive=True)
+    assert inbound.declaration_result.message_count == 0

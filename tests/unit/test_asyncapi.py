@@ -1,0 +1,256 @@
+"""`asyncapi.yaml` is the document the code generates, it says what consumers and producers rely on,
+and the reference AsyncAPI parser (npm @asyncapi/parser) accepts it."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import Field, create_model
+
+from app import spec
+from app.channels import CATALOG, Channel, OrderCreated
+from app.events import ERROR_HEADER, PATH_HEADER
+from app.gateway import Gateway
+from app.settings import Settings
+from app.topology import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, EVENTS_EXCHANGE, UNROUTED
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMITTED = ROOT / "asyncapi.yaml"
+VALIDATOR = ROOT / "tools" / "asyncapi" / "validate.mjs"
+REGENERATE = "regenerate it with `make asyncapi` and commit it"
+
+
+def generate(catalog: Sequence[Channel], tmp_path: Path) -> str:
+    """The document the app would serve with `catalog`: the app's factory plus its inbound broker."""
+    gateway = Gateway(Settings(_env_file=None, store_path=tmp_path / "store.db"))
+    factory = spec.specification(catalog)
+    factory.add_broker(gateway.inbound)
+    return factory.to_specification().to_yaml()
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(COMMITTED.read_text(encoding="utf-8"))
+    return loaded
+
+
+def _message(document: dict[str, Any], channel_key: str) -> dict[str, Any]:
+    [ref] = document["channels"][channel_key]["messages"].values()
+    name = ref["$ref"].removeprefix("#/components/messages/")
+    message: dict[str, Any] = document["components"]["messages"][name]
+    return message
+
+
+def _channels_on(document: dict[str, Any], **binding: str) -> dict[str, str]:
+    """The keys of the channels whose AMQP binding has the given queue or exchange name, by
+    address."""
+    found = {}
+    for key, channel in document["channels"].items():
+        amqp = channel["bindings"]["amqp"]
+        if all(amqp.get(kind, {}).get("name") == name for kind, name in binding.items()):
+            found[channel["address"]] = key
+    return found
+
+
+# --- drift --------------------------------------------------------------------------------------
+
+
+def test_committed_asyncapi_yaml_is_what_make_asyncapi_generates(tmp_path: Path) -> None:
+    out = tmp_path / "asyncapi.yaml"
+    faststream = Path(sys.executable).with_name("faststream")
+    # The same command as `make asyncapi`; settings of this machine must not leak into the file.
+    env = {
+        **os.environ,
+        "BREAKWATER_BROKER_URL": "amqp://someone:secret@rabbit.internal:5671/prod",
+        "BREAKWATER_STORE_PATH": str(tmp_path / "store.db"),
+    }
+    subprocess.run(
+        [str(faststream), "docs", "gen", "app.main:app", "--yaml", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+    diff = spec.differences(COMMITTED.read_text(encoding="utf-8"), out.read_text("utf-8"))
+    assert not diff, f"asyncapi.yaml is stale: {REGENERATE}.\n{diff}"
+
+
+def test_generating_in_process_gives_the_committed_document(tmp_path: Path) -> None:
+    assert generate(CATALOG, tmp_path) == COMMITTED.read_text(encoding="utf-8")
+
+
+def test_a_model_field_added_without_regenerating_the_spec_is_reported(tmp_path: Path) -> None:
+    extended = create_model(
+        "OrderCreated",
+        __base__=OrderCreated,
+        coupon_code=(str | None, Field(default=None, description="A discount code.")),
+    )
+    changed = (dataclasses.replace(CATALOG[0], model=extended), *CATALOG[1:])
+
+    diff = spec.differences(COMMITTED.read_text(encoding="utf-8"), generate(changed, tmp_path))
+
+    assert diff, "a new payload field must make the committed asyncapi.yaml stale"
+    added = [line for line in diff.splitlines() if line.startswith("+") and "coupon_code" in line]
+    assert added, diff
+
+
+# --- what the document says -----------------------------------------------------------------------
+
+
+def test_every_routing_key_of_the_outbound_exchange_is_a_channel(document: dict[str, Any]) -> None:
+    outbound = _channels_on(document, exchange=EVENTS_EXCHANGE)
+
+    assert list(outbound) == [channel.name for channel in CATALOG]
+    for key in outbound.values():
+        channel = document["channels"][key]
+        exchange = channel["bindings"]["amqp"]["exchange"]
+        assert exchange["type"] == "topic"
+        assert exchange["durable"] is True
+        assert exchange["x-arguments"] == {"alternate-exchange": UNROUTED}
+        assert channel["servers"] == [{"$ref": "#/servers/outbound"}]
+
+
+def test_outbound_operations_are_persistent_confirmed_sends(document: dict[str, Any]) -> None:
+    outbound = _channels_on(document, exchange=EVENTS_EXCHANGE)
+    sends = [
+        op
+        for op in document["operations"].values()
+        if op["channel"]["$ref"] in {f"#/channels/{key}" for key in outbound.values()}
+    ]
+
+    assert [op["bindings"]["amqp"]["cc"] for op in sends] == [[c.name] for c in CATALOG]
+    for op in sends:
+        assert op["action"] == "send"
+        assert op["bindings"]["amqp"]["deliveryMode"] == 2
+        assert op["bindings"]["amqp"]["mandatory"] is True
+        assert "message_id" in op["description"]
+
+
+def test_outbound_messages_carry_schema_example_and_envelope(document: dict[str, Any]) -> None:
+    outbound = _channels_on(document, exchange=EVENTS_EXCHANGE)
+    for channel in CATALOG:
+        message = _message(document, outbound[channel.name])
+        schema_ref = message["payload"]["$ref"]
+        assert schema_ref == f"#/components/schemas/{channel.model.__name__}"
+        schema = document["components"]["schemas"][channel.model.__name__]
+        assert set(schema["required"]) == {
+            name for name, field in channel.model.model_fields.items() if field.is_required()
+        }
+        assert all(prop.get("description") for prop in schema["properties"].values())
+
+        path = message["headers"]["properties"][PATH_HEADER]
+        assert path["enum"] == ["direct", "replay"]
+        assert message["headers"]["required"] == [PATH_HEADER]
+        assert message["bindings"]["amqp"]["messageType"] == channel.name
+        assert message["correlationId"]["location"] == "$message.header#/correlation_id"
+        for name, _, meaning in spec.ENVELOPE:
+            assert f"| `{name}` |" in message["description"]
+            assert meaning in message["description"]
+
+        assert message["examples"], channel.name
+        for example in message["examples"]:
+            channel.model.model_validate(example["payload"])
+            assert example["headers"][PATH_HEADER] in path["enum"]
+
+
+def test_inbound_queues_are_quorum_queues_with_the_channel_payload(
+    document: dict[str, Any],
+) -> None:
+    for channel in CATALOG:
+        [key] = _channels_on(document, queue=channel.inbound_queue).values()
+        inbound = document["channels"][key]
+        queue = inbound["bindings"]["amqp"]["queue"]
+        assert queue["durable"] is True
+        assert queue["x-arguments"]["x-queue-type"] == "quorum"
+        assert queue["x-arguments"]["x-dead-letter-exchange"] == DEAD_LETTER_EXCHANGE
+        assert inbound["servers"] == [{"$ref": "#/servers/inbound"}]
+
+        message = _message(document, key)
+        assert message["payload"] == {"$ref": f"#/components/schemas/{channel.model.__name__}"}
+        for example in message["examples"]:
+            channel.model.model_validate(example["payload"])
+
+    assert "EmptyPayload" not in document["components"]["schemas"]
+
+
+def test_the_dead_letter_queue_documents_why_a_message_is_there(document: dict[str, Any]) -> None:
+    [key] = _channels_on(document, queue=DEAD_LETTER_QUEUE).values()
+    message = _message(document, key)
+
+    assert ERROR_HEADER in message["headers"]["properties"]
+    [example] = message["examples"]
+    assert example["headers"][ERROR_HEADER]
+    with pytest.raises(ValueError, match="Field required"):
+        CATALOG[0].model.model_validate(example["payload"])
+
+
+def test_info_states_the_guarantees_and_the_http_ingress(document: dict[str, Any]) -> None:
+    info = document["info"]["description"]
+    for promise in (
+        "At-least-once",
+        "deduplicate by `message_id`",
+        "Order per channel",
+        "POST /v1/events/{channel}",
+        "`Idempotency-Key`",
+    ):
+        assert promise in info
+
+
+def test_servers_name_the_default_broker_without_credentials(document: dict[str, Any]) -> None:
+    assert set(document["servers"]) == {"outbound", "inbound"}
+    for server in document["servers"].values():
+        assert server["host"] == "localhost:5672"
+        assert "@" not in server["host"]
+        assert server["protocol"] == "amqp"
+
+
+# --- the reference parser -----------------------------------------------------------------------
+
+
+def validate(path: Path) -> subprocess.CompletedProcess[str]:
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not installed; the AsyncAPI check needs Node.js (make install)")
+    if not (ROOT / "node_modules" / "@asyncapi" / "parser").is_dir():
+        pytest.fail("@asyncapi/parser is not installed: run `make install` (npm ci)")
+    return subprocess.run(
+        [node, str(VALIDATOR), str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_reference_parser_accepts_asyncapi_yaml() -> None:
+    result = validate(COMMITTED)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "valid AsyncAPI 3.0.0" in result.stdout
+
+
+def test_the_parser_check_fails_on_an_invalid_document(
+    document: dict[str, Any], tmp_path: Path
+) -> None:
+    broken = dict(document)
+    broken["operations"] = {
+        key: {**op, "action": "publish"} for key, op in document["operations"].items()
+    }
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(broken), encoding="utf-8")
+
+    result = validate(path)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert " error " in result.stdout

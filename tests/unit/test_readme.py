@@ -1,0 +1,41 @@
+"""The README's configuration table is the settings class, rendered."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from app.settings import Settings
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+SPECIAL_DEFAULTS = {"inbound_broker_url": "the broker URL", "api_tokens": "none"}
+
+
+def _default(name: str) -> str:
+    if name in SPECIAL_DEFAULTS:
+        return SPECIAL_DEFAULTS[name]
+    value = Settings.model_fields[name].default
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, Enum):
+        value = value.value
+    return f"`{value}`"
+
+
+def render_settings_table() -> str:
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        assert field.description, f"setting {name} needs a description"
+        rows.append(f"| `BREAKWATER_{name.upper()}` | {_default(name)} | {field.description} |")
+    return "\n".join(rows)
+
+
+def test_readme_settings_table_matches_the_settings_class() -> None:
+    text = README.read_text()
+    start = text.index("<!-- settings-table:start -->\n") + len("<!-- settings-table:start -->\n")
+    end = text.index("<!-- settings-table:end -->")
+    assert text[start:end].strip() == render_settings_table(), (
+        "README settings table is stale; replace it with:\n" + render_settings_table()
+    )
