@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from typing import Any
@@ -17,6 +18,9 @@ from .outbound import redact
 log = logging.getLogger("breakwater.inbound")
 
 PROBE_TIMEOUT_S = 5.0
+# Pauses between attempts to start AMQP ingress after a start cut short by the broker.
+START_RETRY_FIRST_S = 0.5
+START_RETRY_MAX_S = 5.0
 
 
 class InboundBroker(RabbitBroker):
@@ -35,6 +39,33 @@ class InboundBroker(RabbitBroker):
         super().__init__(urls[0], **kwargs)
         self._urls = urls
         self._ssl_context = ssl_context
+
+    async def start(self) -> None:
+        """Start consuming; if the broker goes away half-way, tear down and start again.
+
+        FastStream declares and consumes queue by queue after the gateway has reported startup.
+        A broker that stops or drops the connection in between (a node restart, a forced close)
+        makes that raise, and FastStream would then end the whole gateway, HTTP ingress and the
+        replay of stored events included. Here the error costs AMQP ingress a retry instead.
+        """
+        pause = START_RETRY_FIRST_S
+        while True:
+            try:
+                await super().start()
+                return
+            except Exception as exc:
+                log.warning(
+                    "AMQP ingress start interrupted (%s: %s); starting again in %.1fs",
+                    type(exc).__name__,
+                    exc,
+                    pause,
+                )
+            # Subscribers already consuming, the channel and the connection all go, so the next
+            # attempt starts from nothing (and, with several URLs, picks the first that answers).
+            with contextlib.suppress(Exception):
+                await self.stop()
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, START_RETRY_MAX_S)
 
     async def _connect(self) -> RobustConnection:
         if len(self._urls) > 1:

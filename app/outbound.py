@@ -111,6 +111,7 @@ class OutboundLink:
         """Connect in the background: the gateway serves (and stores) while the broker is away."""
         if self._supervisor is None:
             self._supervisor = asyncio.create_task(self._supervise(), name="outbound-link")
+            self._supervisor.add_done_callback(_report_death)
 
     async def close(self) -> None:
         if self._supervisor is not None:
@@ -201,8 +202,14 @@ class OutboundLink:
             client_properties={"connection_name": "breakwater-outbound"},
         )
         try:
-            channel: Any = await connection.channel(publisher_confirms=True, on_return_raises=True)
-            exchange = await declare_outbound(channel)
+            # A broker still booting (or going down) can take the connection and then never
+            # answer Channel.Open or a declaration: without a bound the supervisor would wait
+            # there forever and the link would never come back.
+            async with asyncio.timeout(self._connect_timeout_s):
+                channel: Any = await connection.channel(
+                    publisher_confirms=True, on_return_raises=True
+                )
+                exchange = await declare_outbound(channel)
         except BaseException:
             with contextlib.suppress(Exception):
                 await connection.close()
@@ -215,6 +222,9 @@ class OutboundLink:
 
         connection.close_callbacks.add(on_close)
         channel.close_callbacks.add(on_close)
+        if connection.is_closed or channel.is_closed:
+            # Closed in the same read as the last declare-ok: no callback will ever run.
+            on_close(None, ConnectionError("closed while connecting"))
         self._connection, self._channel, self._exchange = connection, channel, exchange
         self._connected_url = url
         self.ever_connected.set()
@@ -229,6 +239,13 @@ class OutboundLink:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(CLOSE_TIMEOUT_S):
                     await connection.close()
+
+
+def _report_death(task: asyncio.Task[None]) -> None:
+    # The supervisor only ends by cancellation; anything else would leave the link down for good
+    # and must be loud.
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("outbound link supervisor died", exc_info=task.exception())
 
 
 def _describe(exc: BaseException) -> str:
