@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import logging
 import os
 import sqlite3
@@ -271,7 +272,9 @@ class FallbackStore:
             await self._release()
             self._state = "closed"
         if clean:
-            _mark_clean(self._path)
+            # Only now: the writer has drained the queue and the last connection has checkpointed
+            # the WAL into the file, so these counters describe exactly the file the mark names.
+            _mark_clean(self._path, self._counters)
         log.info("fallback store at %s closed: %d events waiting", self._path, self._depth)
 
     async def _release(self) -> None:
@@ -300,12 +303,19 @@ class FallbackStore:
             self._path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise self._unavailable(exc.strerror or str(exc)) from exc
-        self._check_integrity()  # first: a refused corrupt store leaves its directory untouched
+        # Closed cleanly and untouched since: skip the integrity check and the counter scan, each
+        # of which reads the whole file (the check alone takes about a second per million events),
+        # and take the counters the close recorded. After a crash or any change, check and scan.
+        counters_at_close = _take_clean_mark(self._path)
+        if counters_at_close is None:
+            self._check_integrity()  # first: a refused corrupt store leaves its directory untouched
         self._take_lock()
         try:
             conn = _connect_writer(self._path, self._synchronous)
         except sqlite3.Error as exc:
             raise self._unavailable(str(exc)) from exc
+        if counters_at_close is not None:
+            return conn, counters_at_close
         try:
             return conn, _load_counters(conn)
         except sqlite3.Error as exc:
@@ -340,10 +350,6 @@ class FallbackStore:
         return conn
 
     def _check_integrity(self) -> None:
-        if _take_clean_mark(self._path):
-            # Closed cleanly and untouched since: skip the check, which reads the whole file
-            # (about a second per million events). After a crash or any change, check.
-            return
         try:
             problem = _find_corruption(self._path)
         except sqlite3.Error as exc:
@@ -655,29 +661,69 @@ def _file_identity(path: Path) -> str:
     return f"{stat.st_size} {stat.st_mtime_ns} {stat.st_ino}"
 
 
-def _mark_clean(path: Path) -> None:
-    """Note the store file's identity after a clean close; any later change invalidates it."""
+def _mark_clean(path: Path, counters: _Counters) -> None:
+    """Note, after a clean close, the store file's identity and the counters of its content (JSON);
+    any later change to the file invalidates the mark."""
     try:
         if Path(f"{path}-wal").exists():
             return  # not fully checkpointed: let the next open check it
-        _clean_mark(path).write_text(_file_identity(path))
+        mark = {
+            "identity": _file_identity(path),
+            "depths": counters.depths,
+            "oldest_ms": counters.oldest_ms,
+            "used_bytes": counters.used_bytes,
+        }
+        _clean_mark(path).write_text(json.dumps(mark))
     except OSError:
-        pass  # no mark only means the next open runs the full check
+        pass  # no mark only means the next open runs the full check and scan
 
 
-def _take_clean_mark(path: Path) -> bool:
-    """True if the file is exactly as a clean close left it. The mark is used once: it is removed
-    before the store is written again, so a crash after this open leaves no mark behind."""
+def _take_clean_mark(path: Path) -> _Counters | None:
+    """The counters recorded by the clean close, if the file is exactly as that close left it;
+    None if it must be checked and scanned. The mark is used once: it is removed before the store
+    is written again, so a crash after this open leaves no mark behind."""
     mark = _clean_mark(path)
     try:
-        recorded = mark.read_text()
+        recorded = mark.read_bytes()  # decoded by json.loads: bad bytes only make it malformed
     except OSError:
-        return False
+        return None
     try:
         mark.unlink()
-        return path.exists() and recorded == _file_identity(path)
+        if Path(f"{path}-wal").exists():
+            # A clean close leaves no WAL, so this one holds commits made after it, which the
+            # file's identity cannot show (e.g. a power cut lost the removal of this mark).
+            return None
+        identity = _file_identity(path)
     except OSError:
-        return False
+        return None
+    return _counters_from_mark(recorded, identity)
+
+
+def _counters_from_mark(recorded: bytes, identity: str) -> _Counters | None:
+    """The counters in a mark that is well formed and names `identity`, else None: an old
+    plain-text mark, one cut short by a crash, or one describing another state of the file."""
+    try:
+        mark = json.loads(recorded)
+    except ValueError:  # UnicodeDecodeError included
+        return None
+    if not isinstance(mark, dict) or mark.get("identity") != identity:
+        return None
+    depths = _int_map(mark.get("depths"))
+    oldest_ms = _int_map(mark.get("oldest_ms"))
+    used_bytes = mark.get("used_bytes")
+    if depths is None or oldest_ms is None or type(used_bytes) is not int:
+        return None
+    # The live counters' invariants: only channels with rows, each with its oldest timestamp.
+    if depths.keys() != oldest_ms.keys() or min(depths.values(), default=1) < 1 or used_bytes < 0:
+        return None
+    return _Counters(depths=depths, oldest_ms=oldest_ms, used_bytes=used_bytes)
+
+
+def _int_map(value: object) -> dict[str, int] | None:
+    # `type() is int`: JSON's true/false would pass isinstance(…, int).
+    if isinstance(value, dict) and all(type(item) is int for item in value.values()):
+        return value
+    return None
 
 
 def _quarantine(path: Path) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from app import store as store_module
 from app.events import Event
 from app.store import (
     ROW_OVERHEAD_BYTES,
@@ -641,3 +643,198 @@ async def test_a_clean_close_lets_the_next_open_skip_the_integrity_check_but_not
     async with FallbackStore(path, max_bytes=1_000_000) as store:
         assert store.depth() == 0
     assert list(tmp_path.glob("store.db.corrupt-*"))
+
+
+# -- counters kept in the clean-close mark ---------------------------------------------------
+
+
+@pytest.fixture
+def whole_file_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records the two whole-file reads an open may do, in order: "check" (quick_check) and
+    "scan" (the counters), each still done for real."""
+    reads: list[str] = []
+    find_corruption, load_counters = store_module._find_corruption, store_module._load_counters
+
+    def check(path: Path) -> str | None:
+        reads.append("check")
+        return find_corruption(path)
+
+    def scan(conn: sqlite3.Connection) -> object:
+        reads.append("scan")
+        return load_counters(conn)
+
+    monkeypatch.setattr(store_module, "_find_corruption", check)
+    monkeypatch.setattr(store_module, "_load_counters", scan)
+    return reads
+
+
+Counters = tuple[int, dict[str, int], int, dict[str, datetime]]
+
+
+def counters_of(store: FallbackStore) -> Counters:
+    """Depth, per-channel depth, used bytes and per-channel oldest timestamp, as the store has
+    them in memory."""
+    return (store.depth(), store.channel_depths(), store.used_bytes(), store.oldest_timestamps())
+
+
+def file_identity(path: Path) -> tuple[int, int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino
+
+
+async def fill_and_close(path: Path) -> Counters:
+    """Three channels with bodies of different sizes; then drain one channel and the oldest row
+    of another, so the counters at close differ from what the puts alone would give; and close
+    with a fourth channel's puts still queued, which the close must write before its mark."""
+    channels = ["orders.created", "orders.cancelled", "payments.captured"]
+    async with FallbackStore(path, max_bytes=1_000_000) as store:
+        for n in range(30):
+            await store.put(make_event(n, channels[n % 3], body=b"b" * n))
+        rows = await store.peek(100)
+        cancelled = [row.seq for row in rows if row.event.channel == "orders.cancelled"]
+        await store.delete([*cancelled, rows[0].seq])
+        queued = [store.put_nowait(make_event(n, "refunds.issued")) for n in range(30, 40)]
+    assert [future.result() for future in queued] == [True] * 10
+    at_close = counters_of(store)
+    assert at_close[1] == {"orders.created": 9, "payments.captured": 10, "refunds.issued": 10}
+    return at_close
+
+
+async def test_a_clean_reopen_takes_its_counters_from_the_mark_and_they_equal_a_full_scan(
+    tmp_path: Path, whole_file_reads: list[str]
+) -> None:
+    path = tmp_path / "store.db"
+    at_close = await fill_and_close(path)
+
+    whole_file_reads.clear()
+    async with FallbackStore(path, max_bytes=1_000_000) as store:
+        from_mark = counters_of(store)
+    assert whole_file_reads == []  # neither the check nor the scan ran
+
+    path.with_name("store.db.clean").unlink()  # the mark that close wrote: force a scan
+    async with FallbackStore(path, max_bytes=1_000_000) as store:
+        from_scan = counters_of(store)
+    assert whole_file_reads == ["check", "scan"]
+
+    assert from_mark == from_scan == at_close
+
+
+def old_plain_text_mark(path: Path, mark: bytes) -> bytes:
+    """What a clean close wrote before the mark held counters: the identity alone, matching."""
+    size, mtime_ns, inode = file_identity(path)
+    return f"{size} {mtime_ns} {inode}".encode()
+
+
+def cut_short(path: Path, mark: bytes) -> bytes:
+    return mark[: len(mark) // 2]  # a crash or power cut while the close wrote it
+
+
+def not_utf8(path: Path, mark: bytes) -> bytes:
+    return b"\xff\xfe\x00garbage" * 10
+
+
+def a_counter_missing(path: Path, mark: bytes) -> bytes:
+    recorded = json.loads(mark)
+    del recorded["oldest_ms"]
+    return json.dumps(recorded).encode()
+
+
+def wrong_counters(mark: bytes) -> bytes:
+    """The mark's counters replaced: used, they would show on the reopened store."""
+    recorded = json.loads(mark)
+    recorded.update(depths={"bogus": 7}, oldest_ms={"bogus": 0}, used_bytes=1)
+    return json.dumps(recorded).encode()
+
+
+def file_touched_since(path: Path, mark: bytes) -> bytes:
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    return wrong_counters(mark)
+
+
+def file_replaced_by_a_copy(path: Path, mark: bytes) -> bytes:
+    copy = path.with_name("copy.db")
+    shutil.copy2(path, copy)  # same size and mtime, another inode
+    copy.replace(path)
+    return wrong_counters(mark)
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        old_plain_text_mark,
+        cut_short,
+        not_utf8,
+        a_counter_missing,
+        file_touched_since,
+        file_replaced_by_a_copy,
+    ],
+)
+async def test_a_mark_that_is_old_malformed_or_of_another_file_falls_back_to_check_and_scan(
+    tmp_path: Path, whole_file_reads: list[str], spoil: Callable[[Path, bytes], bytes]
+) -> None:
+    path = tmp_path / "store.db"
+    at_close = await fill_and_close(path)
+    mark = path.with_name("store.db.clean")
+    mark.write_bytes(spoil(path, mark.read_bytes()))
+
+    whole_file_reads.clear()
+    async with FallbackStore(path, max_bytes=1_000_000) as store:
+        assert not mark.exists()  # used once, even when not trusted
+        reopened = counters_of(store)
+
+    assert whole_file_reads == ["check", "scan"]
+    assert reopened == at_close
+
+
+CRASHING_WRITER = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys
+    from pathlib import Path
+    from app.events import Event
+    from app.store import FallbackStore
+
+    async def main():
+        store = FallbackStore(Path(sys.argv[1]), max_bytes=1_000_000)
+        await store.open()
+        for n in range(5):
+            await store.put(Event.accept("audit.logged", b"{}", message_id=f"crash-{n}"))
+        os.kill(os.getpid(), signal.SIGKILL)  # no close: no checkpoint, no mark
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.parametrize("mark_comes_back", [False, True], ids=["crash", "crash-mark-comes-back"])
+async def test_after_a_crash_the_next_open_checks_and_scans(
+    tmp_path: Path, whole_file_reads: list[str], mark_comes_back: bool
+) -> None:
+    path = tmp_path / "store.db"
+    at_close = await fill_and_close(path)
+    mark = path.with_name("store.db.clean")
+    recorded, identity = mark.read_bytes(), file_identity(path)
+
+    # Opens with the clean mark, writes, and dies: the new rows are only in the WAL.
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASHING_WRITER, str(path)],
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=30,
+        check=False,
+    )
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr.decode()
+    assert not mark.exists()
+    if mark_comes_back:
+        # The mark's removal lost (a power cut before it reached the disk): the file itself is
+        # untouched, so only the WAL beside it tells that the mark is stale.
+        mark.write_bytes(recorded)
+        assert file_identity(path) == identity
+
+    whole_file_reads.clear()
+    async with FallbackStore(path, max_bytes=1_000_000) as store:
+        reopened = counters_of(store)
+
+    assert whole_file_reads == ["check", "scan"]
+    assert reopened[0] == at_close[0] + 5 == row_count(path)
+    assert reopened[1] == {**at_close[1], "audit.logged": 5}
