@@ -4,11 +4,16 @@ A valid message is acked only once the outbound broker confirmed it or the store
 one is copied to the dead-letter exchange with `x-breakwater-error` and then acked: it is never
 requeued in a loop. When neither the broker nor the store can take a valid message it is nacked
 with requeue and stays in its queue.
+
+Order: deliveries reach `forward` in delivery order (see `inbound`), and `forward` hands the event to
+the publisher before its first await, so acceptance order is delivery order per queue. Publishes are
+pipelined (up to the prefetch); acks go out in batches once confirmed (see `acks`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import struct
 from collections.abc import Callable
@@ -16,6 +21,7 @@ from typing import Any
 
 import aio_pika
 import pamqp.encode
+from aiormq.abc import DeliveredMessage
 from faststream import AckPolicy
 from faststream.message import StreamMessage
 from faststream.rabbit import (
@@ -24,15 +30,15 @@ from faststream.rabbit import (
     QueueType,
     RabbitBroker,
     RabbitExchange,
-    RabbitMessage,
     RabbitQueue,
 )
 from pydantic import ValidationError
 
+from .acks import AckWindow
 from .channels import CATALOG, parse_payload
 from .channels import Channel as EventChannel
-from .delivery_order import DeliveryOrder
-from .events import CONTENT_TYPE, ERROR_HEADER, Event
+from .events import CONTENT_TYPE, ERROR_HEADER, SOURCE_QUEUE_HEADER, Event
+from .inbound import InboundLink
 from .outbound import Unroutable
 from .publisher import ResilientPublisher
 from .store import StoreError
@@ -48,9 +54,10 @@ DEAD_LETTER = RabbitExchange(DEAD_LETTER_EXCHANGE, type=ExchangeType.FANOUT, dur
 DEAD_LETTER_Q = RabbitQueue(DEAD_LETTER_QUEUE, durable=True)
 
 
-def _raw_body(message: StreamMessage[Any]) -> bytes:
+async def _raw_body(message: StreamMessage[Any]) -> bytes:
     # FastStream would json-decode before the handler runs; a malformed body must reach our code
-    # so that it can be dead-lettered with a reason instead of sitting unacked.
+    # so that it can be dead-lettered with a reason instead of sitting unacked. A coroutine, not a
+    # plain function: FastStream runs a plain decoder in a worker thread, a hop per message.
     return message.body
 
 
@@ -76,6 +83,8 @@ def rewritable(value: Any) -> Any:
 
 
 def inbound_queue(channel: EventChannel) -> RabbitQueue:
+    """The inbound queue as FastStream describes it (for the AsyncAPI document); the same
+    arguments as `topology.INBOUND_QUEUE_ARGUMENTS`, which the inbound link declares."""
     return RabbitQueue(
         channel.inbound_queue,
         queue_type=QueueType.QUORUM,
@@ -93,84 +102,59 @@ def describe_validation_error(exc: ValidationError) -> str:
 
 
 class AmqpIngress:
+    """Forwards each delivery of the inbound queues; declares them as FastStream subscribers for
+    the AsyncAPI document (FastStream never runs those handlers: `InboundLink` consumes)."""
+
     def __init__(
         self,
-        broker: RabbitBroker,
+        spec_broker: RabbitBroker,
         publisher: ResilientPublisher,
         *,
         deadline_s: float,
         prefetch: int,
     ) -> None:
-        self._broker = broker
         self._publisher = publisher
         self._deadline_s = deadline_s
-        self._dead_letter_ready = False
-        self._order = DeliveryOrder()
+        self.link: InboundLink | None = None
         self.on_rejected: Callable[[str, str], None] = lambda channel, reason: None
         self.on_accepted: Callable[[str, str], None] = lambda channel, outcome: None
         for channel in CATALOG:
-            self._subscribe(channel, prefetch)
+            _document_subscriber(spec_broker, channel, prefetch)
 
-    def _subscribe(self, channel: EventChannel, prefetch: int) -> None:
-        async def handle(message: RabbitMessage) -> None:
-            try:
-                await self.forward(channel, message)
-            except Exception:
-                # A bug must not leave the message unacked (stuck until the connection drops) nor
-                # dead-letter a valid event: put it back and say so loudly.
-                log.exception(
-                    "forwarding a message from %s failed; requeued", channel.inbound_queue
-                )
-                await self._requeue_later(message)
-
-        self._broker.subscriber(
-            inbound_queue(channel),
-            channel=Channel(prefetch_count=prefetch),
-            ack_policy=AckPolicy.MANUAL,
-            # FastStream would otherwise publish the handler's result (an empty message) to the
-            # queue named by `reply_to`: any queue of the inbound broker, chosen by the producer.
-            no_reply=True,
-            decoder=_raw_body,
-            title=f"{channel.inbound_queue}:consume",
-            description=(
-                f"{channel.summary} Producers publish `{channel.name}` payloads to this durable"
-                " quorum queue on the inbound broker."
-            ),
-        )(handle)
-
-    async def ensure_dead_letter_topology(self) -> None:
-        if self._dead_letter_ready:
-            return
-        exchange = await self._broker.declare_exchange(DEAD_LETTER)
-        queue = await self._broker.declare_queue(DEAD_LETTER_Q)
-        await queue.bind(exchange)
-        self._dead_letter_ready = True
-
-    async def forward(self, channel: EventChannel, message: RabbitMessage) -> None:
-        raw: aio_pika.IncomingMessage = message.raw_message
-        rejection: str | None = None
-        async with self._order.turn(raw.channel, raw.delivery_tag or 0):
-            try:
-                payload = parse_payload(channel.model, raw.body)
-            except ValidationError as exc:
-                rejection = describe_validation_error(exc)
-            else:
-                event = Event.accept(
-                    channel.name,
-                    payload.model_dump_json().encode(),
-                    message_id=raw.message_id,
-                    correlation_id=raw.correlation_id,
-                )
-                # Started inside the turn: tasks run in creation order, so the publisher takes
-                # the events in delivery order; the turn is not held while the publish runs.
-                submitted = asyncio.create_task(self._publisher.submit(event))
-        if rejection is not None:
-            await self._dead_letter(channel, message, rejection, category="invalid_payload")
-            return
+    async def forward(
+        self, channel: EventChannel, window: AckWindow, tag: int, message: DeliveredMessage
+    ) -> None:
         try:
-            outcome = await submitted
+            await self._forward(channel, window, message, tag)
+        except Exception:
+            # A bug must not leave the message unsettled (its acks and those after it would wait
+            # for it) nor dead-letter a valid event: put it back and say so loudly.
+            log.exception("forwarding a message from %s failed; requeued", channel.inbound_queue)
+            await self._requeue_later(window, tag)
+
+    async def _forward(
+        self, channel: EventChannel, window: AckWindow, message: DeliveredMessage, tag: int
+    ) -> None:
+        try:
+            payload = parse_payload(channel.model, message.body)
+        except ValidationError as exc:
+            await self._dead_letter(
+                channel, window, tag, message, describe_validation_error(exc), "invalid_payload"
+            )
+            return
+        properties = message.header.properties
+        event = Event.accept(
+            channel.name,
+            payload.model_dump_json().encode(),
+            message_id=properties.message_id,
+            correlation_id=properties.correlation_id,
+        )
+        # No await before this one: the publisher takes the events in delivery order.
+        try:
+            outcome = await self._publisher.submit(event)
         except Unroutable as exc:
-            await self._dead_letter(channel, message, f"unroutable: {exc}", category="unroutable")
+            reason = f"unroutable: {exc}"
+            await self._dead_letter(channel, window, tag, message, reason, "unroutable")
             return
         except StoreError as exc:
             log.warning(
@@ -180,47 +164,73 @@ class AmqpIngress:
                 exc,
             )
             self.on_rejected(channel.name, "store_unavailable")
-            await self._requeue_later(message)
+            await self._requeue_later(window, tag)
             return
-        await message.ack()
+        window.ack(tag)
         self.on_accepted(channel.name, outcome)
 
-    async def _requeue_later(self, message: RabbitMessage) -> None:
+    async def _requeue_later(self, window: AckWindow, tag: int) -> None:
         # The pause keeps a full store or a failing dead-letter path from becoming a hot loop.
         await asyncio.sleep(REQUEUE_DELAY_S)
-        await message.nack(requeue=True)
+        with contextlib.suppress(Exception):  # the channel is gone: requeued by the broker anyway
+            await window.nack(tag)
 
     async def _dead_letter(
-        self, channel: EventChannel, message: RabbitMessage, reason: str, *, category: str
+        self,
+        channel: EventChannel,
+        window: AckWindow,
+        tag: int,
+        message: DeliveredMessage,
+        reason: str,
+        category: str,
     ) -> None:
         """Copy the message to the dead-letter exchange with the reason, then ack the original.
 
         `reject()` cannot add headers, hence the copy. If the copy fails, the original is nacked
         back into its queue: a poison message is never lost on the way to the dead-letter queue.
         """
-        raw: aio_pika.IncomingMessage = message.raw_message
-        headers = rewritable(dict(raw.headers or {}))
+        properties = message.header.properties
+        headers = rewritable(dict(properties.headers or {}))
         headers[ERROR_HEADER] = reason
-        headers["x-breakwater-queue"] = channel.inbound_queue
+        headers[SOURCE_QUEUE_HEADER] = channel.inbound_queue
+        copy = aio_pika.Message(
+            body=message.body,
+            headers=headers,
+            content_type=properties.content_type or CONTENT_TYPE,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=properties.message_id,
+            correlation_id=properties.correlation_id,
+            type=channel.name,
+        )
+        exchange = self.link.dead_letter_exchange if self.link is not None else None
         try:
-            await self.ensure_dead_letter_topology()
+            if exchange is None:
+                raise ConnectionError("the inbound broker is not connected")
             async with asyncio.timeout(self._deadline_s):
-                await self._broker.publish(
-                    raw.body,
-                    exchange=DEAD_LETTER,
-                    routing_key=channel.inbound_queue,
-                    headers=headers,
-                    persist=True,
-                    message_id=raw.message_id,
-                    correlation_id=raw.correlation_id,
-                    content_type=raw.content_type or CONTENT_TYPE,
-                    message_type=channel.name,
-                )
+                await exchange.publish(copy, routing_key=channel.inbound_queue)
         except Exception as exc:
             log.warning(
                 "could not dead-letter a message from %s (%s); requeued", channel.inbound_queue, exc
             )
-            await self._requeue_later(message)
+            await self._requeue_later(window, tag)
             return
-        await message.ack()
+        window.ack(tag)
         self.on_rejected(channel.name, category)
+
+
+def _document_subscriber(broker: RabbitBroker, channel: EventChannel, prefetch: int) -> None:
+    async def consumed_by_the_inbound_link(body: bytes) -> None:
+        raise RuntimeError("AMQP ingress is consumed by InboundLink, not by FastStream")
+
+    broker.subscriber(
+        inbound_queue(channel),
+        channel=Channel(prefetch_count=prefetch),
+        ack_policy=AckPolicy.MANUAL,
+        no_reply=True,
+        decoder=_raw_body,
+        title=f"{channel.inbound_queue}:consume",
+        description=(
+            f"{channel.summary} Producers publish `{channel.name}` payloads to this durable"
+            " quorum queue on the inbound broker."
+        ),
+    )(consumed_by_the_inbound_link)

@@ -18,6 +18,7 @@ class DeliveryPath(StrEnum):
 
 PATH_HEADER = "x-breakwater-path"
 ERROR_HEADER = "x-breakwater-error"
+SOURCE_QUEUE_HEADER = "x-breakwater-queue"  # on a dead-letter copy: the queue it came from
 CONTENT_TYPE = "application/json"
 
 

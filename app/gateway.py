@@ -17,9 +17,10 @@ from .amqp_ingress import AmqpIngress
 from .breaker import Breaker, BreakerState
 from .channels import CHANNELS
 from .http_api import HttpApi
-from .inbound import InboundBroker
+from .inbound import InboundLink, SpecBroker
+from .link import redact
 from .metrics import UNKNOWN_CHANNEL, Metrics
-from .outbound import OutboundLink, Unroutable, redact
+from .outbound import OutboundLink, Unroutable
 from .publisher import ResilientPublisher
 from .replay import Replayer
 from .settings import Settings
@@ -36,7 +37,6 @@ from .tls import client_tls_context
 
 log = logging.getLogger("breakwater")
 
-INBOUND_GRACE_S = 3.0
 LINK_HEAD_START_S = 2.0
 
 
@@ -67,15 +67,11 @@ class Gateway:
             self.publisher, rate=settings.replay_rate, batch=settings.replay_batch
         )
         inbound_urls = settings.inbound_urls
-        # fail_fast=False: the inbound broker may be down at start; FastStream then keeps retrying
-        # in the background (AsgiFastStream starts brokers after reporting startup) while HTTP serves.
-        self.inbound = InboundBroker(
-            inbound_urls,
-            ssl_context=tls,
-            fail_fast=False,
-            graceful_timeout=settings.shutdown_grace_s,
+        # FastStream's broker carries the inbound queues for the AsyncAPI document only; the
+        # inbound link consumes them (app/inbound.py says why).
+        self.inbound = SpecBroker(
+            inbound_urls[0],
             specification_url=redact(inbound_urls[0]),
-            log_level=logging.DEBUG,
             description="Inbound queues and the outbound exchange of Breakwater.",
         )
         self.amqp = AmqpIngress(
@@ -84,6 +80,13 @@ class Gateway:
             deadline_s=settings.publish_timeout_s,
             prefetch=settings.inbound_prefetch,
         )
+        self.inbound_link = InboundLink(
+            inbound_urls,
+            self.amqp.forward,
+            prefetch=settings.inbound_prefetch,
+            ssl_context=tls,
+        )
+        self.amqp.link = self.inbound_link
         self._replay_meter = RateMeter()
         self._replay_meter.observe(0)
         self.http = HttpApi(
@@ -172,26 +175,11 @@ class Gateway:
         )
 
     def inbound_connected(self) -> bool:
-        connection = self.inbound._connection  # FastStream exposes no public connection state
-        return connection is not None and connection.connected.is_set()
-
-    async def _report_inbound(self) -> None:
-        """Say once, in plain words, when the inbound broker is not there; and when it arrives."""
-        await asyncio.sleep(INBOUND_GRACE_S)
-        if self.inbound_connected():
-            return
-        log.warning(
-            "inbound broker %s is unreachable; AMQP ingress starts when it answers"
-            " (HTTP ingress is serving)",
-            ", ".join(redact(url) for url in self.settings.inbound_urls),
-        )
-        while not self.inbound_connected():  # noqa: ASYNC110 - FastStream offers no event to await
-            await asyncio.sleep(INBOUND_GRACE_S)
-        log.info("inbound broker connected; AMQP ingress is consuming")
+        return self.inbound_link.is_consuming
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """Start everything but the inbound broker (FastStream starts that) and stop it in reverse."""
+        """Start the store, the links and the replay; stop them in reverse."""
         try:
             await self.store.open()
         except StoreError as exc:
@@ -203,8 +191,8 @@ class Gateway:
         # No broker yet: serve anyway, the store takes the events.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.link.ever_connected.wait(), LINK_HEAD_START_S)
+        self.inbound_link.start()
         self._tasks.append(asyncio.create_task(self.replayer.run(), name="replay"))
-        self._tasks.append(asyncio.create_task(self._report_inbound(), name="inbound-watch"))
         log.info(
             "breakwater ready: store %s (%d events waiting), outbound %s",
             self.store.path,
@@ -214,6 +202,10 @@ class Gateway:
         try:
             yield
         finally:
+            # AMQP ingress first, while the outbound link and the store can still take what it
+            # holds: the deliveries in hand settle and are acked within the grace period.
+            await self.inbound_link.stop_consuming(self.settings.shutdown_grace_s)
+            await self.inbound_link.close()
             for task in self._tasks:
                 task.cancel()
             for task in self._tasks:

@@ -1,89 +1,155 @@
-"""The inbound broker: FastStream's RabbitBroker, started on the first of several URLs that answers."""
+"""The inbound side: the link AMQP ingress consumes on, and the FastStream broker the spec comes from.
+
+`InboundLink` keeps one connection to the first inbound broker that answers (failing over at any
+time, like the outbound link), declares the dead-letter topology and every inbound queue, and
+consumes each queue on a channel of its own with the configured prefetch. Deliveries go to the
+ingress as aiormq delivers them: one task per delivery, started in delivery order, with nothing in
+between that could reorder them (FastStream's consume path resolves handler arguments through a
+worker thread, which both reorders deliveries and costs more than the rest of the forwarding).
+
+`SpecBroker` is the FastStream broker the ASGI app is built on: the inbound queues are declared as
+its subscribers, which is what the AsyncAPI document is generated from. It never connects.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any
 
-import aio_pika
-from aio_pika import RobustConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+from aiormq.abc import DeliveredMessage
 from faststream.rabbit import RabbitBroker
-from faststream.security import BaseSecurity
+from pamqp.commands import Basic
 
-from .outbound import redact
+from .acks import AckWindow
+from .channels import CATALOG, Channel
+from .link import SupervisedLink
+from .topology import declare_dead_letter, declare_inbound_queue
 
 log = logging.getLogger("breakwater.inbound")
 
-PROBE_TIMEOUT_S = 5.0
-# Pauses between attempts to start AMQP ingress after a start cut short by the broker.
-START_RETRY_FIRST_S = 0.5
-START_RETRY_MAX_S = 5.0
+# (channel, its queue's ack window, delivery tag, message)
+Consumer = Callable[[Channel, AckWindow, int, DeliveredMessage], Awaitable[None]]
 
 
-class InboundBroker(RabbitBroker):
-    """Connects to the first URL of the list that answers.
+class SpecBroker(RabbitBroker):
+    """Holds the inbound queues as FastStream subscribers for the AsyncAPI document; never connects.
 
-    FastStream (and aio-pika's robust connection underneath) knows one URL; this probes the list
-    in order, round after round, and hands FastStream the first that answers. Once connected, the
-    robust connection reconnects to that same broker.
+    The ASGI app starts and stops its broker with the app: here that does nothing, because
+    `InboundLink` does the consuming (see the module docstring).
     """
 
-    def __init__(
-        self, urls: list[str], *, ssl_context: ssl.SSLContext | None = None, **kwargs: Any
-    ) -> None:
-        if ssl_context is not None and urls[0].startswith("amqps://"):
-            kwargs["security"] = BaseSecurity(ssl_context=ssl_context)
-        super().__init__(urls[0], **kwargs)
-        self._urls = urls
-        self._ssl_context = ssl_context
-
     async def start(self) -> None:
-        """Start consuming; if the broker goes away half-way, tear down and start again.
+        self.running = True
 
-        FastStream declares and consumes queue by queue after the gateway has reported startup.
-        A broker that stops or drops the connection in between (a node restart, a forced close)
-        makes that raise, and FastStream would then end the whole gateway, HTTP ingress and the
-        replay of stored events included. Here the error costs AMQP ingress a retry instead.
-        """
-        pause = START_RETRY_FIRST_S
-        while True:
-            try:
-                await super().start()
-                return
-            except Exception as exc:
-                log.warning(
-                    "AMQP ingress start interrupted (%s: %s); starting again in %.1fs",
-                    type(exc).__name__,
-                    exc,
-                    pause,
-                )
-            # Subscribers already consuming, the channel and the connection all go, so the next
-            # attempt starts from nothing (and, with several URLs, picks the first that answers).
+    async def stop(self, *args: Any, **kwargs: Any) -> None:
+        self.running = False
+
+
+class InboundLink(SupervisedLink):
+    role = "inbound"
+    while_down = "AMQP ingress waits (HTTP ingress is serving) and retries"
+
+    def __init__(
+        self,
+        urls: str | Sequence[str],
+        consumer: Consumer,
+        *,
+        prefetch: int,
+        catalog: Sequence[Channel] = CATALOG,
+        **options: Any,
+    ) -> None:
+        super().__init__(urls, **options)
+        self._consumer = consumer
+        self._prefetch = prefetch
+        self._catalog = catalog
+        self._dead_letter: AbstractExchange | None = None
+        self._consuming: list[tuple[AbstractChannel, str]] = []
+        self._windows: list[AckWindow] = []
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._accepting = True
+
+    @property
+    def is_consuming(self) -> bool:
+        return self.connection_up and bool(self._consuming)
+
+    @property
+    def dead_letter_exchange(self) -> AbstractExchange | None:
+        """The dead-letter exchange on a confirm channel, or None while disconnected."""
+        return self._dead_letter if self.connection_up else None
+
+    async def stop_consuming(self, grace_s: float) -> None:
+        """Cancel every consumer, give the deliveries in hand up to `grace_s` to settle, send their
+        acks. What is still unsettled then goes back to its queue when the connection closes."""
+        self._accepting = False
+        for channel, tag in self._consuming:
             with contextlib.suppress(Exception):
-                await self.stop()
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, START_RETRY_MAX_S)
+                async with asyncio.timeout(self.connect_timeout_s):
+                    underlay = await channel.get_underlay_channel()
+                    await underlay.basic_cancel(tag)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace_s):
+                await self._idle.wait()
+        if self._in_flight:
+            log.warning(
+                "%d AMQP deliveries not settled within %.0fs; they go back to their queues",
+                self._in_flight,
+                grace_s,
+            )
+        for window in self._windows:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.connect_timeout_s):
+                    await window.drain()
 
-    async def _connect(self) -> RobustConnection:
-        if len(self._urls) > 1:
-            self._connection_kwargs["url"] = await self._first_answering()
-        return await super()._connect()
+    async def _opened(self, connection: AbstractConnection) -> Sequence[AbstractChannel]:
+        dead_letter_channel = await connection.channel(publisher_confirms=True)
+        self._dead_letter = await declare_dead_letter(dead_letter_channel)
+        channels: list[AbstractChannel] = [dead_letter_channel]
+        for event_channel in self._catalog:
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=self._prefetch)
+            await declare_inbound_queue(channel, event_channel.inbound_queue)
+            underlay = await channel.get_underlay_channel()
+            window = AckWindow(underlay)
+            result = await underlay.basic_consume(
+                event_channel.inbound_queue,
+                partial(self._deliver, event_channel, window),
+                no_ack=False,
+            )
+            assert result.consumer_tag is not None  # the broker names it when we do not
+            self._consuming.append((channel, result.consumer_tag))
+            self._windows.append(window)
+            channels.append(channel)
+        log.info(
+            "AMQP ingress consuming %d queues (prefetch %d)", len(self._catalog), self._prefetch
+        )
+        return channels
 
-    async def _first_answering(self) -> str:
-        pause = 0.5
-        while True:
-            for url in self._urls:
-                try:
-                    probe = await aio_pika.connect(
-                        url, timeout=PROBE_TIMEOUT_S, ssl_context=self._ssl_context
-                    )
-                except Exception:
-                    continue
-                await probe.close()
-                log.info("inbound broker: using %s", redact(url))
-                return url
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 5.0)
+    async def _lost(self) -> None:
+        self._dead_letter = None
+        self._consuming = []
+        self._windows = []
+
+    async def _deliver(
+        self, channel: Channel, window: AckWindow, message: DeliveredMessage
+    ) -> None:
+        if not self._accepting:
+            return  # arrived after the cancel: unacked, it goes back to its queue on close
+        delivery = message.delivery
+        # A consumer gets nothing else, and a delivery always carries its tag.
+        assert isinstance(delivery, Basic.Deliver)
+        assert delivery.delivery_tag is not None
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            await self._consumer(channel, window, delivery.delivery_tag, message)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()

@@ -147,7 +147,6 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
         gateway,
         gateway.http.app,
         lifespan=lifespan,
-        after_startup=[gateway.amqp.ensure_dead_letter_topology],
         specification=specification,
         asyncapi_path=page,
         asgi_routes=[

@@ -35,7 +35,7 @@ from .amqp_ingress import (
     inbound_queue,
 )
 from .channels import CATALOG, Channel
-from .events import CONTENT_TYPE, ERROR_HEADER, PATH_HEADER, DeliveryPath
+from .events import CONTENT_TYPE, ERROR_HEADER, PATH_HEADER, SOURCE_QUEUE_HEADER, DeliveryPath
 from .settings import Settings
 from .topology import (
     DEAD_LETTER_EXCHANGE,
@@ -48,7 +48,6 @@ from .topology import (
 TITLE = "Breakwater"
 AMQP_BINDING_VERSION = "0.3.0"
 # Written by the AMQP ingress on every dead-lettered copy, beside `x-breakwater-error`.
-SOURCE_QUEUE_HEADER = "x-breakwater-queue"
 
 PATH_MEANINGS: dict[DeliveryPath, str] = {
     DeliveryPath.direct: "published when it was accepted",

@@ -21,6 +21,10 @@ EVENTS_EXCHANGE_ARGUMENTS: dict[str, Any] = {"alternate-exchange": UNROUTED}
 # `breakwater.dlx`. They have no `x-delivery-limit`: in RabbitMQ 3.x a requeue counts as a delivery,
 # so a limit would dead-letter *valid* messages that are requeued while neither the broker nor the
 # store can take them. The gateway dead-letters invalid messages itself and never crashes on one.
+INBOUND_QUEUE_ARGUMENTS: dict[str, Any] = {
+    "x-queue-type": "quorum",
+    "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+}
 
 
 async def declare_outbound(channel: AbstractChannel) -> AbstractExchange:
@@ -34,3 +38,17 @@ async def declare_outbound(channel: AbstractChannel) -> AbstractExchange:
         durable=True,
         arguments=EVENTS_EXCHANGE_ARGUMENTS,
     )
+
+
+async def declare_inbound_queue(channel: AbstractChannel, name: str) -> None:
+    await channel.declare_queue(name, durable=True, arguments=INBOUND_QUEUE_ARGUMENTS)
+
+
+async def declare_dead_letter(channel: AbstractChannel) -> AbstractExchange:
+    """Declare `breakwater.dlx` (fanout) and the queue `breakwater.dead-letter` bound to it."""
+    exchange = await channel.declare_exchange(
+        DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
+    )
+    queue = await channel.declare_queue(DEAD_LETTER_QUEUE, durable=True)
+    await queue.bind(exchange)
+    return exchange

@@ -190,6 +190,13 @@ def cpu_seconds(pid: int) -> float | None:
     return None
 
 
+def broker_pid() -> int | None:
+    """The OS process of the broker the benchmarks run on (its CPU is part of every figure)."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError, ValueError):
+        return int(rabbitmqctl("eval", "list_to_integer(os:getpid()).", timeout=30).strip())
+    return None
+
+
 def rss_kib(pid: int) -> int | None:
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -19,6 +19,7 @@ from bench.common import (
     INBOUND_QUEUE,
     ArrivalRecorder,
     Context,
+    broker_pid,
     child,
     cpu_seconds,
     declare_inbound_queue,
@@ -62,8 +63,19 @@ async def _preload(url: str, prefix: str, count: int) -> float:
     return await publish_confirmed(url, bodies, ids, routing_key=INBOUND_QUEUE)
 
 
+def per_event_ms(seconds: float, count: int) -> float:
+    return round(seconds * 1000 / max(1, count - 1), 3)
+
+
 async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
     url = ctx.broker_url
+    # The broker shares the machine's two cores with whatever it forwards for: its CPU per event
+    # is what bounds a forwarder that needs a consume and an ack on top of each publish.
+    broker = broker_pid()
+
+    def broker_cpu() -> float:
+        return (cpu_seconds(broker) or 0.0) if broker else 0.0
+
     count = size.events
     timeout = 60 + count / 200
     await declare_inbound_queue(url)
@@ -91,8 +103,10 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
                 gate.stdin.flush()
                 await recorder.wait_for(1, timeout)
                 cpu_before = cpu_seconds(gateway.pid) or 0.0
+                broker_before = broker_cpu()
                 complete = await recorder.wait_for(count, timeout)
                 gateway_cpu = (cpu_seconds(gateway.pid) or 0.0) - cpu_before
+                gateway_broker_cpu = broker_cpu() - broker_before
                 gateway.stop_profile()
                 rss = gateway.rss_kib()
             finally:
@@ -117,6 +131,7 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
                 "rss_mib": round(rss / 1024, 1) if rss else None,
                 # CPU time of the process from the first arrival to the last, per event.
                 "cpu_ms_per_event": round(gateway_cpu * 1000 / max(1, count - 1), 3),
+                "broker_cpu_ms_per_event": per_event_ms(gateway_broker_cpu, count),
                 **order_check(arrivals, "fwd"),
             }
         )
@@ -130,10 +145,12 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
         try:
             await recorder.wait_for_child(1, timeout, relay, ctx.workdir / "relay.log")
             cpu_before = cpu_seconds(relay.pid) or 0.0  # after its start-up (imports, connect)
+            broker_before = broker_cpu()
             complete = await recorder.wait_for_child(
                 count, timeout, relay, ctx.workdir / "relay.log"
             )
             relay_cpu = (cpu_seconds(relay.pid) or 0.0) - cpu_before
+            relay_broker_cpu = broker_cpu() - broker_before
         finally:
             stop_child(relay)
         arrivals = recorder.arrivals[:count]
@@ -148,6 +165,7 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
                 "events_per_s": relay_rate,
                 "span_s": span,
                 "cpu_ms_per_event": round(relay_cpu * 1000 / max(1, count - 1), 3),
+                "broker_cpu_ms_per_event": per_event_ms(relay_broker_cpu, count),
             }
         )
 
@@ -161,8 +179,10 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
         try:
             await recorder.wait_for_child(1, timeout, pika, pika_log)
             cpu_before = cpu_seconds(pika.pid) or 0.0
+            broker_before = broker_cpu()
             complete = await recorder.wait_for_child(count, timeout, pika, pika_log)
             pika_cpu = (cpu_seconds(pika.pid) or 0.0) - cpu_before
+            pika_broker_cpu = broker_cpu() - broker_before
         finally:
             stop_child(pika)
         arrivals = recorder.arrivals[:count]
@@ -177,6 +197,7 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
                 "events_per_s": pika_rate,
                 "span_s": span,
                 "cpu_ms_per_event": round(pika_cpu * 1000 / max(1, count - 1), 3),
+                "broker_cpu_ms_per_event": per_event_ms(pika_broker_cpu, count),
                 **order_check(arrivals, "pkr"),
             }
         )
@@ -185,6 +206,7 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
         await _purge(url)
         await recorder.wait_quiet(0.2 if ctx.smoke else 1.0, 30)
         recorder.reset()
+        broker_before = broker_cpu()
         raw = child(
             ["rawpub", url, str(count), str(RAW_IN_FLIGHT)],
             ctx.workdir / "rawpub.log",
@@ -192,6 +214,7 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
         )
         try:
             complete = await recorder.wait_for(count, timeout)
+            raw_broker_cpu = broker_cpu() - broker_before
             raw.wait(30)
         finally:
             stop_child(raw)
@@ -206,6 +229,7 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
                 "complete": complete,
                 "events_per_s": raw_rate,
                 "span_s": span,
+                "broker_cpu_ms_per_event": per_event_ms(raw_broker_cpu, count),
                 # A control for the order check: one publisher, publishes started in order.
                 **order_check(arrivals, "raw"),
             }

@@ -136,13 +136,25 @@ def preload(url: str, channel: str, ids: Sequence[str]) -> None:
 
 def ready_count(url: str, queue: str) -> int:
     """Ready messages of a queue (passive declare); unacked ones count once their consumer is gone."""
+    return _queue_counts(url, queue)[0]
 
-    async def run() -> int:
+
+def consumer_count(url: str, queue: str) -> int:
+    """Consumers of a queue; 0 while the queue does not exist yet."""
+    try:
+        return _queue_counts(url, queue)[1]
+    except aio_pika.exceptions.ChannelClosed:  # NOT_FOUND
+        return 0
+
+
+def _queue_counts(url: str, queue: str) -> tuple[int, int]:
+    async def run() -> tuple[int, int]:
         connection = await aio_pika.connect(url)
         async with connection:
             amqp = await connection.channel()
             declared = await amqp.declare_queue(queue, passive=True)
-            return int(declared.declaration_result.message_count or 0)
+            result = declared.declaration_result
+            return int(result.message_count or 0), int(result.consumer_count or 0)
 
     return asyncio.run(run())
 

@@ -22,8 +22,10 @@ from .helpers import (
     FAST_BREAKER,
     Load,
     SilentBroker,
+    consumer_count,
     delete_queue,
     deliveries,
+    preload,
     readyz,
     wait,
     wait_delivered,
@@ -232,3 +234,33 @@ def test_failover_between_two_nodes(
     not_replayed = stored - recorder_a.seen_ids() - replayed_on_b
     assert not not_replayed, f"{len(not_replayed)} stored events not replayed on B"
     accounting.assert_nothing_lost()
+
+
+def test_inbound_failover_between_two_nodes(
+    clean_private_rabbit: RabbitNode,
+    second_node: RabbitNode,
+    start_gateway: GatewayFactory,
+    broker_url: str,
+    run_id: str,
+) -> None:
+    """AMQP ingress fails over at any time, not only at start: the first inbound node dies while
+    the gateway consumes it, and the gateway goes on consuming the second node's queues."""
+    node_a, node_b = clean_private_rabbit, second_node
+    url_a, url_b = node_url(node_a), node_url(node_b)
+    channel = "orders.created"
+    inbound = f"breakwater.in.{channel}"
+    on_a = [f"{run_id}-{channel}-a{n:04d}" for n in range(100)]
+    on_b = [f"{run_id}-{channel}-b{n:04d}" for n in range(100)]
+    with Recorder(broker_url, run_id) as recorder:
+        gateway = start_gateway(inbound_broker_url=f"{url_a},{url_b}", **FAST_BREAKER)
+        wait(lambda: consumer_count(url_a, inbound) > 0, 30, "AMQP ingress consuming on node A")
+        assert consumer_count(url_b, inbound) == 0, "the gateway consumes node B while A is up"
+        preload(url_a, channel, on_a)
+        assert wait_delivered(on_a, recorder, timeout=30), "node A's messages not forwarded"
+
+        node_a.kill9()
+        wait(lambda: consumer_count(url_b, inbound) > 0, 30, "AMQP ingress consuming on node B")
+        preload(url_b, channel, on_b)
+        assert wait_delivered(on_b, recorder, timeout=30), "node B's messages not forwarded"
+        assert "connected to inbound broker" in gateway.logs()
+    delete_queue(url_b, inbound)
