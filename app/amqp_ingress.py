@@ -35,6 +35,7 @@ from faststream.rabbit import (
 from pydantic import ValidationError
 
 from .acks import AckWindow
+from .amqp_decoding import undecodable
 from .channels import CATALOG, parse_payload
 from .channels import Channel as EventChannel
 from .events import CONTENT_TYPE, ERROR_HEADER, SOURCE_QUEUE_HEADER, Event
@@ -135,6 +136,12 @@ class AmqpIngress:
     async def _forward(
         self, channel: EventChannel, window: AckWindow, message: DeliveredMessage, tag: int
     ) -> None:
+        marker = undecodable(message.header.properties.headers)
+        if marker is not None:
+            await self._dead_letter(
+                channel, window, tag, message, marker.reason, "undecodable_properties"
+            )
+            return
         try:
             payload = parse_payload(channel.model, message.body)
         except ValidationError as exc:
@@ -190,7 +197,9 @@ class AmqpIngress:
         back into its queue: a poison message is never lost on the way to the dead-letter queue.
         """
         properties = message.header.properties
-        headers = rewritable(dict(properties.headers or {}))
+        # Undecodable headers cannot be copied: the copy carries the reason instead.
+        original = {} if undecodable(properties.headers) else properties.headers
+        headers = rewritable(dict(original or {}))
         headers[ERROR_HEADER] = reason
         headers[SOURCE_QUEUE_HEADER] = channel.inbound_queue
         copy = aio_pika.Message(

@@ -25,6 +25,7 @@ from aiormq.abc import DeliveredMessage
 from faststream.rabbit import RabbitBroker
 from pamqp.commands import Basic
 
+from . import amqp_decoding
 from .acks import AckWindow
 from .channels import CATALOG, Channel
 from .link import SupervisedLink
@@ -64,6 +65,7 @@ class InboundLink(SupervisedLink):
         **options: Any,
     ) -> None:
         super().__init__(urls, **options)
+        amqp_decoding.install()  # a message pamqp cannot decode must not kill this connection
         self._consumer = consumer
         self._prefetch = prefetch
         self._catalog = catalog
