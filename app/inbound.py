@@ -76,6 +76,7 @@ class InboundLink(SupervisedLink):
         self._idle = asyncio.Event()
         self._idle.set()
         self._accepting = True
+        self._restarts: set[asyncio.Task[None]] = set()
 
     @property
     def is_consuming(self) -> bool:
@@ -118,6 +119,7 @@ class InboundLink(SupervisedLink):
             await channel.set_qos(prefetch_count=self._prefetch)
             await declare_inbound_queue(channel, event_channel.inbound_queue)
             underlay = await channel.get_underlay_channel()
+            underlay.on_consumer_cancel_callbacks.add(self._cancelled_by_broker)
             window = AckWindow(underlay)
             result = await underlay.basic_consume(
                 event_channel.inbound_queue,
@@ -132,6 +134,21 @@ class InboundLink(SupervisedLink):
             "AMQP ingress consuming %d queues (prefetch %d)", len(self._catalog), self._prefetch
         )
         return channels
+
+    async def _cancelled_by_broker(self, frame: Basic.Cancel) -> None:
+        # The queue was deleted (or its node went away) under the consumer: the queue would stay
+        # unconsumed until the next reconnect. Start over now: the new connection declares the
+        # queue again and consumes it. Not from here: this runs in the channel's reader.
+        connection = self._connection
+        if connection is None or not self._accepting:
+            return
+        log.warning(
+            "the inbound broker cancelled consumer %s; reconnecting to consume again",
+            frame.consumer_tag,
+        )
+        task = asyncio.create_task(connection.close(), name="inbound-restart")
+        self._restarts.add(task)
+        task.add_done_callback(self._restarts.discard)
 
     async def _lost(self) -> None:
         self._dead_letter = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Callable
@@ -120,3 +121,43 @@ async def test_poison_messages_are_dead_lettered_once_with_a_reason_and_the_queu
         assert message.headers["x-breakwater-queue"] == "breakwater.in.orders.created"
     inbound = await channel.declare_queue("breakwater.in.orders.created", passive=True)
     assert inbound.declaration_result.message_count == 0
+
+
+async def consumers_of(connection: AbstractRobustConnection, queue: str) -> int:
+    """Consumers of `queue`; 0 while it does not exist (a passive declare closes its channel)."""
+    channel = await connection.channel()
+    try:
+        declared = await channel.declare_queue(queue, passive=True)
+    except aio_pika.exceptions.ChannelClosed:
+        return 0
+    consumers = int(declared.declaration_result.consumer_count or 0)
+    await channel.close()
+    return consumers
+
+
+async def until_consumed(connection: AbstractRobustConnection, queue: str) -> None:
+    async with asyncio.timeout(20):
+        while not await consumers_of(connection, queue):
+            await asyncio.sleep(0.1)
+
+
+async def test_an_inbound_queue_deleted_under_the_gateway_is_declared_and_consumed_again(
+    start_gateway: Callable[..., GatewayProcess], amqp: AbstractRobustConnection
+) -> None:
+    gateway = start_gateway()
+    name = "orders.cancelled"
+    inbound = f"breakwater.in.{name}"
+    await until_consumed(amqp, inbound)
+    channel = await amqp.channel()
+    await channel.queue_delete(inbound)  # the broker cancels the gateway's consumer
+    await channel.close()
+
+    await until_consumed(amqp, inbound)
+    queue = await bind_queue(amqp, name)
+    message_id = uuid.uuid4().hex
+    await publish_inbound(
+        amqp, name, json.dumps(CHANNELS[name].example).encode(), message_id=message_id
+    )
+    [message] = await collect(queue, 1)
+    assert message.message_id == message_id
+    assert "cancelled consumer" in gateway.logs()
