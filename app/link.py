@@ -84,10 +84,6 @@ class SupervisedLink:
     # -- public -------------------------------------------------------------------------------
 
     @property
-    def connection(self) -> AbstractConnection | None:
-        return self._connection
-
-    @property
     def connection_up(self) -> bool:
         connection = self._connection
         return connection is not None and not connection.is_closed and connection.connected.is_set()
