@@ -36,8 +36,9 @@ from pydantic import ValidationError
 
 from .acks import AckWindow
 from .amqp_decoding import undecodable
-from .channels import CATALOG, parse_payload
-from .channels import Channel as EventChannel
+from .catalog.channel import Channel as EventChannel
+from .catalog.default import CATALOG
+from .catalog.model import parse_payload
 from .events import CONTENT_TYPE, ERROR_HEADER, SOURCE_QUEUE_HEADER, Event
 from .inbound import InboundLink
 from .outbound import Unroutable

@@ -15,7 +15,7 @@ from prometheus_client import Counter
 from . import __version__
 from .amqp_ingress import AmqpIngress
 from .breaker import Breaker, BreakerState
-from .channels import CHANNELS
+from .catalog.default import CHANNELS
 from .http_api import HttpApi
 from .inbound import InboundLink, SpecBroker
 from .link import redact

@@ -19,7 +19,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from .channels import CHANNELS, parse_payload
+from .catalog.default import CHANNELS
+from .catalog.model import parse_payload
 from .events import Event
 from .outbound import Unroutable
 from .publisher import Outcome, ResilientPublisher

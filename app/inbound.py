@@ -27,7 +27,8 @@ from pamqp.commands import Basic
 
 from . import amqp_decoding
 from .acks import AckWindow
-from .channels import CATALOG, Channel
+from .catalog.channel import Channel
+from .catalog.default import CATALOG
 from .link import SupervisedLink
 from .topology import declare_dead_letter, declare_inbound_queue
 

@@ -13,7 +13,7 @@ from prometheus_client import (
 )
 
 from .breaker import BreakerState
-from .channels import CHANNELS
+from .catalog.default import CHANNELS
 from .events import DeliveryPath
 
 BREAKER_STATE_VALUES = {BreakerState.closed: 0, BreakerState.half_open: 1, BreakerState.open: 2}

@@ -34,7 +34,8 @@ from .amqp_ingress import (
     describe_validation_error,
     inbound_queue,
 )
-from .channels import CATALOG, Channel
+from .catalog.channel import Channel
+from .catalog.default import CATALOG
 from .events import CONTENT_TYPE, ERROR_HEADER, PATH_HEADER, SOURCE_QUEUE_HEADER, DeliveryPath
 from .settings import Settings
 from .topology import (

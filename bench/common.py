@@ -26,7 +26,7 @@ import httpx
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from yarl import URL
 
-from app.channels import CHANNELS
+from app.catalog.default import CHANNELS
 from app.topology import EVENTS_EXCHANGE, EVENTS_EXCHANGE_ARGUMENTS, UNROUTED
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 import aio_pika
 
-from app.channels import OrderCreated
+from app.catalog.default import OrderCreated
 from bench.common import CHANNEL, declare_events_exchange, message_id, order_bytes
 
 LIVE_QUEUE = "bench.live"
@@ -38,7 +38,7 @@ async def relay(url: str) -> None:
     from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange
 
     from app.amqp_ingress import inbound_queue
-    from app.channels import CHANNELS
+    from app.catalog.default import CHANNELS
     from app.topology import EVENTS_EXCHANGE, EVENTS_EXCHANGE_ARGUMENTS
 
     broker = RabbitBroker(url)
@@ -124,7 +124,7 @@ async def pikarelay(url: str, prefetch: int) -> None:
     """The gateway's essential work without FastStream: consume (prefetch as the gateway),
     validate and re-serialise with the same model, publish persistent and confirmed, then ack.
     Not a target's yardstick: it shows what a relay of the same shape costs on this machine."""
-    from app.channels import CHANNELS
+    from app.catalog.default import CHANNELS
 
     connection = await aio_pika.connect_robust(url)
     inbound = await connection.channel()

@@ -25,7 +25,7 @@ import aio_pika
 import httpx
 from aio_pika.abc import AbstractIncomingMessage
 
-from app.channels import CHANNELS
+from app.catalog.default import CHANNELS
 from app.topology import EVENTS_EXCHANGE, EVENTS_EXCHANGE_ARGUMENTS, UNROUTED
 
 RABBITMQCTL = os.environ.get("RABBITMQCTL", "rabbitmqctl")

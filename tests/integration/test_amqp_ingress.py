@@ -10,7 +10,7 @@ from collections.abc import Callable
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 
-from app.channels import CHANNELS
+from app.catalog.default import CHANNELS
 
 from .consumers import bind_queue, collect
 from .gateway_process import GatewayProcess

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
-from app.channels import CHANNELS
+from app.catalog.default import CHANNELS
 from app.events import Event
 from app.store import FallbackStore, StoreReader
 

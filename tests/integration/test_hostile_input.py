@@ -49,7 +49,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.channels import CHANNELS
+from app.catalog.default import CHANNELS
 from app.topology import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE
 
 from .consumers import bind_queue

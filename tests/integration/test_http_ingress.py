@@ -12,7 +12,7 @@ import httpx
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from app.channels import CHANNELS
+from app.catalog.default import CHANNELS
 
 from .consumers import bind_queue, collect, drain_now
 from .gateway_process import GatewayProcess

@@ -19,7 +19,7 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.channels import CHANNELS
+from app.catalog.default import CHANNELS
 from tests.support.fault_proxy import FaultProxy
 
 from .gateway_process import ROOT, GatewayProcess, free_port

@@ -13,7 +13,7 @@ import aio_pika
 import httpx
 from aio_pika.abc import AbstractRobustConnection
 
-from app.channels import CHANNELS
+from app.catalog.default import CHANNELS
 
 from .consumers import bind_queue, collect, drain_now
 from .gateway_process import GatewayProcess, free_port

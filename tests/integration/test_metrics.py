@@ -10,7 +10,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.channels import CHANNELS
+from app.catalog.default import CHANNELS
 from tests.support.fault_proxy import FaultProxy
 
 from .gateway_process import GatewayProcess

@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.channels import CHANNELS
+from app.catalog.default import CHANNELS
 
 from .gateway_process import ROOT, GatewayProcess, free_port
 

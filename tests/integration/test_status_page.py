@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.channels import CHANNELS
+from app.catalog.default import CHANNELS
 from tests.support.fault_proxy import FaultProxy
 
 from .gateway_process import ROOT, GatewayProcess

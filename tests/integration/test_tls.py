@@ -13,7 +13,7 @@ import aio_pika
 import httpx
 import pytest
 
-from app.channels import CHANNELS
+from app.catalog.default import CHANNELS
 
 from ..support.rabbit_node import RabbitNode, free_port
 from .consumers import bind_queue, collect

@@ -17,7 +17,8 @@ import yaml
 from pydantic import Field, create_model
 
 from app import spec
-from app.channels import CATALOG, Channel, OrderCreated
+from app.catalog.channel import Channel
+from app.catalog.default import CATALOG, OrderCreated
 from app.events import ERROR_HEADER, PATH_HEADER
 from app.gateway import Gateway
 from app.settings import Settings

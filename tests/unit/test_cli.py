@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from app.channels import CHANNELS
+from app.catalog.default import CHANNELS
 from app.events import Event
 from app.store import FallbackStore
 

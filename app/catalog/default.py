@@ -1,28 +1,14 @@
-"""The channel catalog: the one list of event types that the HTTP routes, the AMQP queues and the
-AsyncAPI spec are all built from. Adding a channel is adding one `Channel` to `CATALOG`."""
+"""The default catalog: the three channels of the contract, used when no other catalog is loaded."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_core import InitErrorDetails
+from pydantic import Field, model_validator
 
-CurrencyCode = Annotated[
-    str,
-    Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 currency code, three upper-case letters."),
-]
-
-# Money travels as decimal strings (or JSON numbers) and is never a float: `0.1 + 0.2` must total.
-# NaN and Infinity are refused by `allow_inf_nan=False`.
-Money = Annotated[Decimal, Field(allow_inf_nan=False, max_digits=18, decimal_places=6)]
-
-
-class EventModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=10_000)
+from .channel import Channel
+from .model import CurrencyCode, EventModel, Money
 
 
 class OrderLine(EventModel):
@@ -67,42 +53,6 @@ class PaymentCaptured(EventModel):
     order_id: str = Field(min_length=1, max_length=200, description="The order it pays for.")
     amount: Annotated[Money, Field(gt=0, description="Amount captured, in `currency`.")]
     currency: CurrencyCode
-
-
-def _no_constants(name: str) -> object:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
-def parse_payload(model: type[EventModel], body: bytes) -> EventModel:
-    """Validate a JSON body against `model`; raises pydantic's ValidationError, JSON errors included.
-
-    JSON numbers are read as Decimal, never through a float (pydantic's own JSON parser would),
-    so money sent as a number keeps every digit. NaN and Infinity literals are refused.
-    """
-    try:
-        # Strict UTF-8 first: json.loads on bytes would also take UTF-16/32 and skip a BOM.
-        text = body.decode("utf-8")
-        data = json.loads(text, parse_float=Decimal, parse_constant=_no_constants)
-    except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, absurd nesting or ints
-        detail = InitErrorDetails(
-            type="json_invalid", loc=(), input=body[:100], ctx={"error": str(exc)[:200]}
-        )
-        raise ValidationError.from_exception_data(model.__name__, [detail]) from None
-    return model.model_validate(data)
-
-
-@dataclass(frozen=True)
-class Channel:
-    """One event type: its routing key on `breakwater.events`, its model, and how to describe it."""
-
-    name: str
-    model: type[EventModel]
-    summary: str
-    example: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def inbound_queue(self) -> str:
-        return f"breakwater.in.{self.name}"
 
 
 CATALOG: tuple[Channel, ...] = (
