@@ -53,6 +53,7 @@ open('runtime.lock', 'w').write('\n'.join(b for b in blocks if norm(b.split('=='
 
 COPY README.md ./
 COPY app ./app
+COPY breakwater ./breakwater
 # The page's renderer as package data ([tool.setuptools.package-data]): installed into /opt/venv
 # with the project, where app/main.py looks first.
 COPY --from=assets /asyncapi/ ./app/static/asyncapi/

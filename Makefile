@@ -34,8 +34,8 @@ run: install
 	$(BIN)/python -m app
 
 lint: install
-	$(BIN)/ruff check app tests bench
-	$(BIN)/ruff format --check app tests bench
+	$(BIN)/ruff check app breakwater tests bench
+	$(BIN)/ruff format --check app breakwater tests bench
 
 typecheck: install
 	$(BIN)/mypy app

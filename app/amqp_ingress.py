@@ -32,15 +32,14 @@ from faststream.rabbit import (
     RabbitExchange,
     RabbitQueue,
 )
-from pydantic import ValidationError
 
 from .acks import AckWindow
 from .amqp_decoding import undecodable
-from .catalog.channel import Channel as EventChannel
-from .catalog.default import CATALOG
-from .catalog.model import parse_payload
+from .catalog import Catalog, InvalidPayload
+from .catalog import Channel as EventChannel
 from .events import CONTENT_TYPE, ERROR_HEADER, SOURCE_QUEUE_HEADER, Event
-from .inbound import InboundLink
+from .inbound import InboundLink, SpecBroker
+from .link import redact
 from .outbound import Unroutable
 from .publisher import ResilientPublisher
 from .store import StoreError
@@ -50,7 +49,6 @@ log = logging.getLogger("breakwater.amqp")
 
 # Back-off before a nacked message comes round again, so a full store is not a hot loop.
 REQUEUE_DELAY_S = 1.0
-MAX_ERROR_TEXT = 2000
 
 DEAD_LETTER = RabbitExchange(DEAD_LETTER_EXCHANGE, type=ExchangeType.FANOUT, durable=True)
 DEAD_LETTER_Q = RabbitQueue(DEAD_LETTER_QUEUE, durable=True)
@@ -95,33 +93,16 @@ def inbound_queue(channel: EventChannel) -> RabbitQueue:
     )
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors(include_url=False, include_input=False):
-        where = ".".join(str(p) for p in error["loc"]) or "body"
-        parts.append(f"{where}: {error['msg']}")
-    return "; ".join(parts)[:MAX_ERROR_TEXT]
-
-
 class AmqpIngress:
-    """Forwards each delivery of the inbound queues; declares them as FastStream subscribers for
-    the AsyncAPI document (FastStream never runs those handlers: `InboundLink` consumes)."""
+    """Forwards each delivery of the inbound queues."""
 
-    def __init__(
-        self,
-        spec_broker: RabbitBroker,
-        publisher: ResilientPublisher,
-        *,
-        deadline_s: float,
-        prefetch: int,
-    ) -> None:
+    def __init__(self, publisher: ResilientPublisher, *, deadline_s: float) -> None:
         self._publisher = publisher
         self._deadline_s = deadline_s
         self.link: InboundLink | None = None
         self.on_rejected: Callable[[str, str], None] = lambda channel, reason: None
         self.on_accepted: Callable[[str, str], None] = lambda channel, outcome: None
-        for channel in CATALOG:
-            _document_subscriber(spec_broker, channel, prefetch)
+        self.on_deprecated: Callable[[str], None] = lambda channel: None
 
     async def forward(
         self, channel: EventChannel, window: AckWindow, tag: int, message: DeliveredMessage
@@ -144,16 +125,14 @@ class AmqpIngress:
             )
             return
         try:
-            payload = parse_payload(channel.model, message.body)
-        except ValidationError as exc:
-            await self._dead_letter(
-                channel, window, tag, message, describe_validation_error(exc), "invalid_payload"
-            )
+            normalised = channel.payload.validate(message.body)
+        except InvalidPayload as exc:
+            await self._dead_letter(channel, window, tag, message, exc.reason, "invalid_payload")
             return
         properties = message.header.properties
         event = Event.accept(
             channel.name,
-            payload.model_dump_json().encode(),
+            normalised,
             message_id=properties.message_id,
             correlation_id=properties.correlation_id,
         )
@@ -176,6 +155,8 @@ class AmqpIngress:
             return
         window.ack(tag)
         self.on_accepted(channel.name, outcome)
+        if channel.deprecated:
+            self.on_deprecated(channel.name)
 
     async def _requeue_later(self, window: AckWindow, tag: int) -> None:
         # The pause keeps a full store or a failing dead-letter path from becoming a hot loop.
@@ -226,6 +207,20 @@ class AmqpIngress:
             return
         window.ack(tag)
         self.on_rejected(channel.name, category)
+
+
+def documented_broker(url: str, catalog: Catalog, prefetch: int) -> SpecBroker:
+    """The FastStream broker with the inbound queues declared as its subscribers, which is what
+    the AsyncAPI document is generated from. FastStream never runs their handlers: the inbound
+    link consumes (app/inbound.py says why)."""
+    broker = SpecBroker(
+        url,
+        specification_url=redact(url),
+        description="Inbound queues and the outbound exchange of Breakwater.",
+    )
+    for channel in catalog.values():
+        _document_subscriber(broker, channel, prefetch)
+    return broker
 
 
 def _document_subscriber(broker: RabbitBroker, channel: EventChannel, prefetch: int) -> None:

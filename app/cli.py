@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from .catalog import CatalogError, load_catalog
 from .settings import get_settings, split_urls
 from .store import StoredEvent, StoreError, StoreReader
 
@@ -24,6 +25,19 @@ store_cli = typer.Typer(
     help="Inspect, export, replay or purge a fallback store (BREAKWATER_STORE_PATH by default).",
 )
 cli.add_typer(store_cli, name="store")
+catalog_cli = typer.Typer(
+    no_args_is_help=True,
+    help="Check a channel catalog, or whether a new catalog is compatible with the old one.",
+)
+cli.add_typer(catalog_cli, name="catalog")
+
+CatalogArgument = Annotated[
+    str | None,
+    typer.Argument(
+        help="A catalog file, package.module:attribute or entry point name;"
+        " default: BREAKWATER_CATALOG (or the installed catalog, else the default)."
+    ),
+]
 
 StorePath = Annotated[
     Path | None,
@@ -79,12 +93,25 @@ def _event_record(row: StoredEvent) -> dict[str, object]:
 
 @store_cli.command("stats")
 def store_stats(path: StorePath = None) -> None:
-    """Print the store's state as one JSON object (depth, bytes, oldest age, per channel)."""
+    """Print the store's state as one JSON object (depth, bytes, oldest age, per channel, and
+    the stored channels that the configured catalog does not have)."""
     try:
         with StoreReader(_path(path)) as reader:
-            typer.echo(json.dumps(reader.stats()))
+            stats = reader.stats()
     except StoreError as exc:
         raise _fail(exc) from None
+    try:
+        catalog = load_catalog(get_settings().catalog)
+    except CatalogError as exc:
+        typer.echo(f"breakwater: not compared with the catalog: {exc}", err=True)
+    else:
+        channels = stats["channels"]
+        assert isinstance(channels, dict)
+        stats["catalog"] = catalog.source
+        # Kept in the store, not replayed: `export`/`purge --channel` them, or load a catalog
+        # that has them again.
+        stats["not_in_catalog"] = sorted(name for name in channels if name not in catalog)
+    typer.echo(json.dumps(stats))
 
 
 @store_cli.command("list")
@@ -171,6 +198,46 @@ def store_purge(
     except StoreError as exc:
         raise _fail(exc) from None
     typer.echo(json.dumps({"channel": channel, "deleted": deleted}))
+
+
+@catalog_cli.command("validate")
+def catalog_validate(catalog: CatalogArgument = None) -> None:
+    """Exit 0 if the catalog loads, else print one line per problem (channel, JSON Pointer, what
+    is wrong) and exit 1. The gateway runs the same check at start."""
+    try:
+        loaded = load_catalog(catalog if catalog is not None else get_settings().catalog)
+    except CatalogError as exc:
+        for problem in exc.problems:
+            typer.echo(f"{exc.source}: {problem}")
+        raise typer.Exit(1) from None
+    count = f"{len(loaded)} channel{'' if len(loaded) == 1 else 's'}"
+    typer.echo(f"{loaded.source}: {count}, no problems ({', '.join(loaded)})")
+
+
+@cli.command()
+def asyncapi(
+    catalog: Annotated[
+        str | None, typer.Option(help="The catalog to document; default: as `run` would load.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write here; default: standard output.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of YAML.")] = False,
+) -> None:
+    """Write the AsyncAPI document of a catalog: for a team's own repository and CI."""
+    from .spec import document_for
+
+    settings = get_settings()
+    try:
+        loaded = load_catalog(catalog if catalog is not None else settings.catalog)
+    except CatalogError as exc:
+        for problem in exc.problems:
+            typer.echo(f"{exc.source}: {problem}", err=True)
+        raise typer.Exit(1) from None
+    document = document_for(loaded, settings)
+    text = document.to_json() if as_json else document.to_yaml()
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8")
 
 
 def main() -> None:

@@ -13,11 +13,11 @@ from typing import Any
 from prometheus_client import Counter
 
 from . import __version__
-from .amqp_ingress import AmqpIngress
+from .amqp_ingress import AmqpIngress, documented_broker
 from .breaker import Breaker, BreakerState
-from .catalog.default import CHANNELS
+from .catalog import Catalog
 from .http_api import HttpApi
-from .inbound import InboundLink, SpecBroker
+from .inbound import InboundLink
 from .link import redact
 from .metrics import UNKNOWN_CHANNEL, Metrics
 from .outbound import OutboundLink, Unroutable
@@ -41,8 +41,9 @@ LINK_HEAD_START_S = 2.0
 
 
 class Gateway:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, catalog: Catalog) -> None:
         self.settings = settings
+        self.catalog = catalog
         tls = client_tls_context(settings)
         self.link = OutboundLink(settings.broker_urls, ssl_context=tls)
         self.breaker = Breaker(
@@ -55,7 +56,7 @@ class Gateway:
             max_bytes=settings.store_max_bytes,
             synchronous=settings.store_synchronous.value,
         )
-        self.metrics = Metrics()
+        self.metrics = Metrics(catalog)
         self.publisher = ResilientPublisher(
             self.link,
             self.breaker,
@@ -64,33 +65,31 @@ class Gateway:
             observer=self.metrics,
         )
         self.replayer = Replayer(
-            self.publisher, rate=settings.replay_rate, batch=settings.replay_batch
+            self.publisher,
+            rate=settings.replay_rate,
+            batch=settings.replay_batch,
+            replays=catalog.__contains__,
         )
         inbound_urls = settings.inbound_urls
-        # FastStream's broker carries the inbound queues for the AsyncAPI document only; the
-        # inbound link consumes them (app/inbound.py says why).
-        self.inbound = SpecBroker(
-            inbound_urls[0],
-            specification_url=redact(inbound_urls[0]),
-            description="Inbound queues and the outbound exchange of Breakwater.",
-        )
-        self.amqp = AmqpIngress(
-            self.inbound,
-            self.publisher,
-            deadline_s=settings.publish_timeout_s,
-            prefetch=settings.inbound_prefetch,
-        )
+        self.inbound = documented_broker(inbound_urls[0], catalog, settings.inbound_prefetch)
+        self.amqp = AmqpIngress(self.publisher, deadline_s=settings.publish_timeout_s)
         self.inbound_link = InboundLink(
             inbound_urls,
             self.amqp.forward,
             prefetch=settings.inbound_prefetch,
+            catalog=catalog,
             ssl_context=tls,
         )
         self.amqp.link = self.inbound_link
         self._replay_meter = RateMeter()
         self._replay_meter.observe(0)
         self.http = HttpApi(
-            settings, self.publisher, self.readiness, self.metrics.registry, status=self.status
+            settings,
+            catalog,
+            self.publisher,
+            self.readiness,
+            self.metrics.registry,
+            status=self.status,
         )
         self._count_events()
         self._tasks: list[asyncio.Task[None]] = []
@@ -100,6 +99,7 @@ class Gateway:
         for ingress in (self.http, self.amqp):
             ingress.on_accepted = self.metrics.event_accepted
             ingress.on_rejected = self.metrics.event_rejected
+            ingress.on_deprecated = self.metrics.deprecated_event
         self.replayer.on_replayed = self.metrics.event_replayed
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -109,14 +109,27 @@ class Gateway:
         # events.
         broker_ok = connected and self.breaker.state is BreakerState.closed
         ready = broker_ok or self.store.is_writable()
-        body = {
+        body: dict[str, Any] = {
             "ready": ready,
             "breaker": self.breaker.state.value,
             "broker_connected": connected,
             "store_depth": self.store.depth(),
             "store_bytes": self.store.used_bytes(),
         }
+        stranded = self.stranded()
+        if stranded:
+            # Still ready: new events are taken. But these wait for an operator (README).
+            body["stranded_channels"] = stranded
         return ready, body
+
+    def stranded(self) -> dict[str, int]:
+        """Stored events of channels the loaded catalog does not have, by channel: kept, not
+        replayed, until the catalog has the channel again or `breakwater store` exports/purges."""
+        return {
+            name: depth
+            for name, depth in sorted(self.store.channel_depths().items())
+            if name not in self.catalog
+        }
 
     def status(self) -> StatusSnapshot:
         """What the status page at `/` shows, read from the live objects and the metrics."""
@@ -128,7 +141,7 @@ class Gateway:
         rejected: defaultdict[str, dict[str, int]] = defaultdict(dict)
         for (channel, reason), count in _counter_values(self.metrics.rejected).items():
             rejected[channel][reason] = count
-        names = list(CHANNELS) + sorted(set(depths) - set(CHANNELS))
+        names = list(self.catalog) + sorted(set(depths) - set(self.catalog))
         if rejected.get(UNKNOWN_CHANNEL):
             names.append(UNKNOWN_CHANNEL)
         rate = self._replay_meter.observe(self.replayer.replayed)
@@ -169,6 +182,8 @@ class Gateway:
                     stored=accepted.get((name, "stored"), 0),
                     replayed=replayed.get((name,), 0),
                     rejected=rejected.get(name, {}),
+                    deprecated=name in self.catalog and self.catalog[name].deprecated,
+                    in_catalog=name in self.catalog or name == UNKNOWN_CHANNEL,
                 )
                 for name in names
             ),

@@ -6,21 +6,18 @@ It is mounted behind FastStream's ASGI app, which serves the AsyncAPI page itsel
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import re
 from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from .catalog.default import CHANNELS
-from .catalog.model import parse_payload
+from .catalog import Catalog, InvalidPayload
 from .events import Event
 from .outbound import Unroutable
 from .publisher import Outcome, ResilientPublisher
@@ -71,6 +68,7 @@ class HttpApi:
     def __init__(
         self,
         settings: Settings,
+        catalog: Catalog,
         publisher: ResilientPublisher,
         readiness: Callable[[], tuple[bool, dict[str, Any]]],
         registry: CollectorRegistry,
@@ -80,11 +78,13 @@ class HttpApi:
         self._registry = registry
         self._status = status
         self._settings = settings
+        self._catalog = catalog
         self._publisher = publisher
         self._readiness = readiness
         self._tokens = [t.get_secret_value().encode() for t in settings.api_tokens]
         self.on_accepted: Callable[[str, Outcome], None] = lambda channel, outcome: None
         self.on_rejected: Callable[[str, str], None] = lambda channel, reason: None
+        self.on_deprecated: Callable[[str], None] = lambda channel: None
         self.app = Starlette(
             routes=[
                 Route("/v1/events/{channel}", self.post_event, methods=["POST"]),
@@ -114,10 +114,10 @@ class HttpApi:
         if not self._authorized(request):
             self.on_rejected(name, "unauthorized")
             return _error(401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
-        channel = CHANNELS.get(name)
+        channel = self._catalog.get(name)
         if channel is None:
             self.on_rejected(name, "unknown_channel")
-            return _error(404, f"unknown channel {name!r}; known channels: {sorted(CHANNELS)}")
+            return _error(404, f"unknown channel {name!r}; known channels: {sorted(self._catalog)}")
         try:
             body = await read_limited_body(request, self._settings.max_body_bytes)
         except BodyTooLarge:
@@ -140,11 +140,11 @@ class HttpApi:
                 return _error(422, f"{header} must be 1-200 printable ASCII characters")
             ids[field] = value
         try:
-            payload = parse_payload(channel.model, body)
-        except ValidationError as exc:
+            normalised = channel.payload.validate(body)
+        except InvalidPayload as exc:
             self.on_rejected(name, "invalid_payload")
-            return _error(422, json.loads(exc.json(include_url=False, include_input=False)))
-        event = Event.accept(name, payload.model_dump_json().encode(), **ids)
+            return _error(422, exc.errors)
+        event = Event.accept(name, normalised, **ids)
         try:
             outcome = await self._publisher.submit(event)
         except StoreFull as exc:
@@ -157,8 +157,15 @@ class HttpApi:
             self.on_rejected(name, "unroutable")
             return _error(502, f"the broker could not route the event: {exc}")
         self.on_accepted(name, outcome)
+        headers = None
+        if channel.deprecated:
+            # RFC 9745: the channel still works; the producer's tooling can see it is going away.
+            self.on_deprecated(name)
+            headers = {"Deprecation": "true"}
         return JSONResponse(
-            {"message_id": event.message_id, "status": outcome.value}, status_code=202
+            {"message_id": event.message_id, "status": outcome.value},
+            status_code=202,
+            headers=headers,
         )
 
     async def healthz(self, request: Request) -> Response:

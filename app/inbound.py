@@ -27,8 +27,7 @@ from pamqp.commands import Basic
 
 from . import amqp_decoding
 from .acks import AckWindow
-from .catalog.channel import Channel
-from .catalog.default import CATALOG
+from .catalog import Catalog, Channel
 from .link import SupervisedLink
 from .topology import declare_dead_letter, declare_inbound_queue
 
@@ -62,7 +61,7 @@ class InboundLink(SupervisedLink):
         consumer: Consumer,
         *,
         prefetch: int,
-        catalog: Sequence[Channel] = CATALOG,
+        catalog: Catalog,
         **options: Any,
     ) -> None:
         super().__init__(urls, **options)
@@ -115,7 +114,7 @@ class InboundLink(SupervisedLink):
         dead_letter_channel = await connection.channel(publisher_confirms=True)
         self._dead_letter = await declare_dead_letter(dead_letter_channel)
         channels: list[AbstractChannel] = [dead_letter_channel]
-        for event_channel in self._catalog:
+        for event_channel in self._catalog.values():
             channel = await connection.channel()
             await channel.set_qos(prefetch_count=self._prefetch)
             await declare_inbound_queue(channel, event_channel.inbound_queue)

@@ -13,6 +13,7 @@ from faststream.asgi.handlers import GetHandler
 from faststream.asgi.types import ASGIApp, Receive, Scope, Send
 
 from . import spec
+from .catalog import Catalog, CatalogError, load_catalog
 from .gateway import Gateway
 from .logs import configure_logging
 from .settings import Settings, get_settings
@@ -128,10 +129,22 @@ def _asyncapi_page() -> tuple[AsyncAPIRoute, list[tuple[str, ASGIApp]]]:
     return route, assets
 
 
+def start_catalog(settings: Settings) -> Catalog:
+    """The catalog to serve; with any problem in it the gateway does not start (exit 2), never
+    serves a part of it."""
+    try:
+        catalog = load_catalog(settings.catalog)
+    except CatalogError as exc:
+        log.critical("cannot start: %s", exc)
+        raise SystemExit(2) from None
+    log.info("catalog %s: %d channels (%s)", catalog.source, len(catalog), ", ".join(catalog))
+    return catalog
+
+
 def create_app(settings: Settings | None = None) -> GatewayApp:
     settings = settings or get_settings()
     configure_logging(settings.log_format)
-    gateway = Gateway(settings)
+    gateway = Gateway(settings, start_catalog(settings))
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
@@ -140,7 +153,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
 
     # The document FastStream generates from the inbound broker's subscribers, completed from the
     # catalog (app/spec.py); `asyncapi.yaml` is this document.
-    specification = spec.specification()
+    specification = spec.specification(gateway.catalog)
     to_yaml, to_json = spec.AsyncAPIDocument.to_yaml, spec.AsyncAPIDocument.to_json
     page, assets = _asyncapi_page()
     return GatewayApp(

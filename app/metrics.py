@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from prometheus_client import (
     CollectorRegistry,
@@ -13,7 +13,6 @@ from prometheus_client import (
 )
 
 from .breaker import BreakerState
-from .catalog.default import CHANNELS
 from .events import DeliveryPath
 
 BREAKER_STATE_VALUES = {BreakerState.closed: 0, BreakerState.half_open: 1, BreakerState.open: 2}
@@ -21,12 +20,9 @@ BREAKER_STATE_VALUES = {BreakerState.closed: 0, BreakerState.half_open: 1, Break
 UNKNOWN_CHANNEL = "unknown"
 
 
-def channel_label(channel: str) -> str:
-    return channel if channel in CHANNELS else UNKNOWN_CHANNEL
-
-
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, channels: Collection[str] = ()) -> None:
+        self._channels = frozenset(channels)
         # `_created` series double every counter's cardinality and no dashboard reads them.
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
@@ -70,7 +66,13 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=self.registry,
         )
-        for channel in CHANNELS:
+        self.deprecated = Counter(
+            "breakwater_deprecated_events",
+            "Events accepted on channels the catalog marks deprecated, by channel.",
+            ["channel"],
+            registry=self.registry,
+        )
+        for channel in channels:
             for status in ("published", "stored"):
                 self.accepted.labels(channel, status)
             self.replayed.labels(channel)
@@ -89,8 +91,14 @@ class Metrics:
     def event_accepted(self, channel: str, status: str) -> None:
         self.accepted.labels(channel, status).inc()
 
+    def channel_label(self, channel: str) -> str:
+        return channel if channel in self._channels else UNKNOWN_CHANNEL
+
     def event_rejected(self, channel: str, reason: str) -> None:
-        self.rejected.labels(channel_label(channel), reason).inc()
+        self.rejected.labels(self.channel_label(channel), reason).inc()
+
+    def deprecated_event(self, channel: str) -> None:
+        self.deprecated.labels(channel).inc()
 
     def event_replayed(self, channel: str) -> None:
         self.replayed.labels(channel).inc()

@@ -59,8 +59,19 @@ class TokenBucket:
 
 
 class Replayer:
-    def __init__(self, publisher: ResilientPublisher, *, rate: float, batch: int) -> None:
+    def __init__(
+        self,
+        publisher: ResilientPublisher,
+        *,
+        rate: float,
+        batch: int,
+        replays: Callable[[str], bool] = lambda channel: True,
+    ) -> None:
         self._publisher = publisher
+        # A channel the loaded catalog no longer has: its events stay in the store, unreplayed,
+        # for an operator to export or purge (or a catalog that has it again), never dropped.
+        self._replays = replays
+        self._stranded: frozenset[str] = frozenset()
         self._store = publisher.store
         self._breaker = publisher.breaker
         self._bucket = TokenBucket.for_rate(rate)
@@ -77,7 +88,7 @@ class Replayer:
         draining = False
         store_failing = False
         while True:
-            if self._store.depth() == 0:
+            if self._pending() == 0:
                 if draining:
                     log.info("fallback store drained")
                     draining = False
@@ -89,9 +100,7 @@ class Replayer:
                 await asyncio.sleep(min(max(self._breaker.retry_after_s, 0.05), 1.0))
                 continue
             if not draining:
-                log.info(
-                    "replaying %d stored events at up to %.0f/s", self._store.depth(), self.rate
-                )
+                log.info("replaying %d stored events at up to %.0f/s", self._pending(), self.rate)
                 draining = True
             try:
                 replayed_all = await self._replay_batch()
@@ -110,6 +119,20 @@ class Replayer:
                 # The breaker counted the failure; wait before probing again instead of spinning.
                 await asyncio.sleep(min(max(self._breaker.retry_after_s, 0.2), 1.0))
 
+    def _pending(self) -> int:
+        """Stored events to replay: those of the channels the catalog has."""
+        depths = self._store.channel_depths()
+        stranded = frozenset(channel for channel in depths if not self._replays(channel))
+        if stranded != self._stranded:
+            if stranded:
+                log.warning(
+                    "stored events of channels the catalog does not have stay in the store,"
+                    " not replayed: %s (breakwater store export/purge --channel)",
+                    ", ".join(f"{channel} ({depths[channel]})" for channel in sorted(stranded)),
+                )
+            self._stranded = stranded
+        return sum(depth for channel, depth in depths.items() if channel not in stranded)
+
     async def _replay_batch(self) -> bool:
         """Publish one batch in order, pipelined; delete what was confirmed. True if all went.
         Raises StoreError when the store cannot be read or the confirmed rows cannot be deleted."""
@@ -118,7 +141,7 @@ class Replayer:
             self._undeleted = []
         # While half-open only a single trial publish is admitted: send one row as the probe.
         limit = self._batch if self._breaker.state is BreakerState.closed else 1
-        rows = await self._store.peek(limit)
+        rows = await self._store.peek(limit, excluding=self._stranded)
         in_flight: list[tuple[StoredEvent, asyncio.Task[None]]] = []
         failures: list[asyncio.Task[None]] = []
         for row in rows:

@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     broker_key_file: FilePath | None = Field(
         default=None, description="Private key (PEM) of BREAKWATER_BROKER_CERT_FILE."
     )
+    catalog: str | None = Field(
+        default=None,
+        description="The channels: a catalog file (`.yaml`, `.json`), `package.module:attribute` of a Python catalog, or the name of an installed `breakwater.catalogs` entry point (see Your own events).",
+    )
     http_host: str = Field(default="0.0.0.0", description="Address the HTTP server binds.")
     http_port: int = Field(default=8000, ge=1, le=65535, description="HTTP port.")
 

@@ -23,19 +23,13 @@ from urllib.parse import quote, unquote
 import yaml
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange
 from faststream.specification import AsyncAPI
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 from yarl import URL
 
 from . import __version__
-from .amqp_ingress import (
-    DEAD_LETTER_Q,
-    MAX_ERROR_TEXT,
-    REQUEUE_DELAY_S,
-    describe_validation_error,
-    inbound_queue,
-)
-from .catalog.channel import Channel
-from .catalog.default import CATALOG
+from .amqp_ingress import DEAD_LETTER_Q, REQUEUE_DELAY_S, documented_broker, inbound_queue
+from .catalog import Catalog, Channel, InvalidPayload
+from .catalog.payload import MAX_REASON_TEXT
 from .events import CONTENT_TYPE, ERROR_HEADER, PATH_HEADER, SOURCE_QUEUE_HEADER, DeliveryPath
 from .settings import Settings
 from .topology import (
@@ -166,6 +160,7 @@ def _spec_broker(catalog: Sequence[Channel]) -> RabbitBroker:
         broker.publisher(
             exchange=events,
             routing_key=channel.name,
+            # A JSON Schema channel's payload is added by `complete`: FastStream renders models.
             schema=channel.model,
             persist=True,
             mandatory=True,
@@ -229,8 +224,8 @@ _Dumper.add_representer(str, _represent_str)
 class GatewayAsyncAPI(AsyncAPI):
     """FastStream's AsyncAPI 3.0 generator, with its output completed from the catalog."""
 
-    def __init__(self, catalog: Sequence[Channel]) -> None:
-        self.catalog = tuple(catalog)
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = tuple(catalog.values())
         super().__init__(
             _spec_broker(self.catalog),
             title=TITLE,
@@ -243,9 +238,17 @@ class GatewayAsyncAPI(AsyncAPI):
         return AsyncAPIDocument(complete(generated, self.catalog))
 
 
-def specification(catalog: Sequence[Channel] = CATALOG) -> GatewayAsyncAPI:
+def specification(catalog: Catalog) -> GatewayAsyncAPI:
     """The app's specification factory; the app adds its inbound broker to it."""
     return GatewayAsyncAPI(catalog)
+
+
+def document_for(catalog: Catalog, settings: Settings) -> AsyncAPIDocument:
+    """The document a gateway with `catalog` serves (`breakwater asyncapi`)."""
+    factory = specification(catalog)
+    broker = documented_broker(settings.inbound_urls[0], catalog, settings.inbound_prefetch)
+    factory.add_broker(broker)
+    return factory.to_specification()
 
 
 def differences(committed: str, generated: str) -> str:
@@ -341,19 +344,22 @@ def _complete_outbound(doc: dict[str, Any], key: str, channel: Channel) -> None:
     operation = doc["operations"][_operation_key(doc, key)]
     operation["title"] = f"{channel.name} events"
     operation["summary"] = channel.summary
-    operation["description"] = (
+    operation["description"] = _with_catalog_text(
+        channel,
         f"The gateway publishes every accepted `{channel.name}` event to `{EVENTS_EXCHANGE}` with"
         f" routing key `{channel.name}`: persistent, publisher-confirmed and `mandatory`. Bind a"
         f" queue with binding key `{channel.name}` to receive them. At-least-once: deduplicate by"
-        f" `message_id`. Events of this channel arrive in the order they were accepted."
+        f" `message_id`. Events of this channel arrive in the order they were accepted.",
     )
+    _mark_deprecated(operation, channel)
     operation["bindings"]["amqp"]["timestamp"] = True
-    example = channel.model.model_validate(channel.example).model_dump(mode="json")
+    example = json.loads(channel.payload.validate(json.dumps(channel.example).encode()))
     _replace_message(
         doc,
         key,
+        payload=_payload(doc, key, channel),
         title=channel.name,
-        name=channel.model.__name__,
+        name=channel.payload.title,
         summary=channel.summary,
         description=f"One `{channel.name}` event. Its envelope:\n\n{_envelope_table()}\n",
         correlationId={
@@ -390,19 +396,21 @@ def _complete_inbound(
     operation = doc["operations"][_operation_key(doc, key)]
     operation["title"] = f"{channel.name} from producers"
     operation["summary"] = f"Producers publish `{channel.name}` payloads to this queue."
-    operation["description"] = (
+    _mark_deprecated(operation, channel)
+    operation["description"] = _with_catalog_text(
+        channel,
         f"Publish the JSON payload to the queue `{channel.inbound_queue}` (default exchange,"
         f" routing key `{channel.inbound_queue}`). The gateway acks a message once its event is"
         f" published (confirmed) or durably stored. When neither the broker nor the store can"
         f" take it, the message is requeued after {REQUEUE_DELAY_S:g} s. An invalid message is"
         f" moved to `{DEAD_LETTER_QUEUE}` with the reason in `{ERROR_HEADER}`; a valid message"
-        f" is never dead-lettered, however long an outage lasts."
+        f" is never dead-lettered, however long an outage lasts.",
     )
     _replace_message(
         doc,
         key,
         title=f"{channel.name} (inbound)",
-        name=channel.model.__name__,
+        name=channel.payload.title,
         summary=channel.summary,
         description=(
             f"The payload of one `{channel.name}` event as JSON; no envelope is needed. Optional"
@@ -471,9 +479,10 @@ def _complete_dead_letter(
             "properties": {
                 ERROR_HEADER: {
                     "type": "string",
-                    "maxLength": MAX_ERROR_TEXT,
-                    "description": "Why the gateway rejected the message, e.g. each failed"
-                    " field with pydantic's message (`field: message; …`).",
+                    "maxLength": MAX_REASON_TEXT,
+                    "description": "Why the gateway rejected the message, e.g. each error with"
+                    " the JSON Pointer of its place in the payload (`/items/0/quantity: message;"
+                    " …`).",
                 },
                 SOURCE_QUEUE_HEADER: {
                     "type": "string",
@@ -502,15 +511,37 @@ def _complete_dead_letter(
 
 
 def _invalid_example(channel: Channel) -> tuple[dict[str, Any], str]:
-    """The channel's example without its first required field, and the reason the ingress gives."""
-    required = [name for name, field in channel.model.model_fields.items() if field.is_required()]
-    missing = next(name for name in required if name in channel.example)
-    rejected = {name: value for name, value in channel.example.items() if name != missing}
-    try:
-        channel.model.model_validate(rejected)
-    except ValidationError as exc:
-        return rejected, describe_validation_error(exc)
-    raise AssertionError(f"{channel.name}: the example is valid without {missing!r}")
+    """The channel's example without its first field the schema requires, and the reason the
+    ingress gives."""
+    for missing in channel.example:
+        rejected = {name: value for name, value in channel.example.items() if name != missing}
+        try:
+            channel.payload.validate(json.dumps(rejected).encode())
+        except InvalidPayload as exc:
+            return rejected, exc.reason
+    raise AssertionError(f"{channel.name}: the example stays valid without any of its fields")
+
+
+def _payload(doc: dict[str, Any], channel_key: str, channel: Channel) -> dict[str, Any]:
+    """The outbound message's payload: FastStream's rendering of a model, or the JSON Schema the
+    gateway validates a declarative channel with, as a component of its own."""
+    generated: dict[str, Any] = _message(doc, channel_key)["payload"]
+    if channel.model is not None:
+        return generated
+    title = channel.payload.title
+    doc["components"]["schemas"][title] = {"title": title, **channel.payload.json_schema()}
+    return {"$ref": _pointer("components", "schemas", title)}
+
+
+def _with_catalog_text(channel: Channel, text: str) -> str:
+    parts = ["**Deprecated:** still accepted; plan to move off it." if channel.deprecated else ""]
+    parts += [channel.description.strip(), text]
+    return "\n\n".join(part for part in parts if part)
+
+
+def _mark_deprecated(operation: dict[str, Any], channel: Channel) -> None:
+    if channel.deprecated:
+        operation["x-deprecated"] = True
 
 
 def _replace_message(

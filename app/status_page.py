@@ -50,6 +50,9 @@ class ChannelStatus:
     replayed: int = 0
     rejected: Mapping[str, int] = field(default_factory=dict)
     """Reason -> count."""
+    deprecated: bool = False
+    in_catalog: bool = True
+    """False: stored events of a channel the loaded catalog no longer has (kept, not replayed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +306,17 @@ def _num(value: int) -> str:
     return f'<td class="num{zero}">{escape(format_count(value))}</td>'
 
 
+def _channel_note(channel: ChannelStatus) -> str:
+    if not channel.in_catalog:
+        return (
+            '<small class="bad-text">not in the loaded catalog: its stored events are kept and'
+            " not replayed; <code>breakwater store export/purge --channel</code></small>"
+        )
+    if channel.deprecated:
+        return "<small>deprecated</small>"
+    return ""
+
+
 def _channels_table(snapshot: StatusSnapshot) -> str:
     rows = []
     for channel in snapshot.channels:
@@ -311,7 +325,7 @@ def _channels_table(snapshot: StatusSnapshot) -> str:
             name = "<em>requests for unknown channels</em>"
             cells = '<td class="num zero">—</td>' * 5
         else:
-            name = f"<code>{escape(channel.name)}</code>"
+            name = f"<code>{escape(channel.name)}</code>{_channel_note(channel)}"
             oldest = "—" if channel.oldest_age_s is None else format_duration(channel.oldest_age_s)
             waiting_class = "num warn-text" if channel.depth else "num zero"
             cells = (

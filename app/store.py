@@ -28,7 +28,7 @@ import logging
 import os
 import sqlite3
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -524,10 +524,15 @@ class FallbackStore:
     # -- reading ---------------------------------------------------------------------------
 
     async def peek(
-        self, limit: int, channel: str | None = None, after_seq: int = 0
+        self,
+        limit: int,
+        channel: str | None = None,
+        after_seq: int = 0,
+        excluding: Collection[str] = (),
     ) -> list[StoredEvent]:
         """Up to `limit` stored events with seq > `after_seq`, oldest first, optionally of one
-        channel. Nothing is removed: `delete` the seqs once they are safely elsewhere."""
+        channel, none of the `excluding` channels. Nothing is removed: `delete` the seqs once
+        they are safely elsewhere."""
         if limit <= 0:
             return []
         if self._state != "open" or self._read_pool is None or self._reader_conn is None:
@@ -535,7 +540,7 @@ class FallbackStore:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(
-                self._read_pool, _select, self._reader_conn, limit, channel, after_seq
+                self._read_pool, _select, self._reader_conn, limit, channel, after_seq, excluding
             )
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"fallback store at {self._path} cannot be read: {exc}") from exc
@@ -919,14 +924,23 @@ def _oldest_ms(conn: sqlite3.Connection, channel: str) -> int | None:
 
 
 def _select(
-    conn: sqlite3.Connection, limit: int, channel: str | None, after_seq: int
+    conn: sqlite3.Connection,
+    limit: int,
+    channel: str | None,
+    after_seq: int,
+    excluding: Collection[str] = (),
 ) -> list[StoredEvent]:
+    skipped = tuple(excluding)
+    where = f" AND channel NOT IN ({_marks(len(skipped))})" if skipped else ""
     if channel is None:
-        query = f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
-        params: tuple[object, ...] = (after_seq, limit)
+        query = f"SELECT {_COLUMNS} FROM events WHERE seq > ?{where} ORDER BY seq LIMIT ?"
+        params: tuple[object, ...] = (after_seq, *skipped, limit)
     else:
-        query = f"SELECT {_COLUMNS} FROM events WHERE channel = ? AND seq > ? ORDER BY seq LIMIT ?"
-        params = (channel, after_seq, limit)
+        query = (
+            f"SELECT {_COLUMNS} FROM events WHERE channel = ? AND seq > ?{where}"
+            " ORDER BY seq LIMIT ?"
+        )
+        params = (channel, after_seq, *skipped, limit)
     return [
         StoredEvent(seq, Event(channel_, body, message_id, correlation_id, _from_ms(ms)))
         for seq, channel_, message_id, correlation_id, ms, body in conn.execute(query, params)

@@ -26,7 +26,7 @@ import httpx
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from yarl import URL
 
-from app.catalog.default import CHANNELS
+from app.catalog.default import DEFAULT_CATALOG
 from app.topology import EVENTS_EXCHANGE, EVENTS_EXCHANGE_ARGUMENTS, UNROUTED
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ AMQP_PORT = int(os.environ.get("BENCH_AMQP_PORT", "5672"))
 RABBITMQCTL = os.environ.get("RABBITMQCTL", "rabbitmqctl")
 
 CHANNEL = "orders.created"
-INBOUND_QUEUE = CHANNELS[CHANNEL].inbound_queue
+INBOUND_QUEUE = DEFAULT_CATALOG[CHANNEL].inbound_queue
 PAYLOAD_BYTES = 1024
 
 
@@ -520,7 +520,7 @@ async def declare_inbound_queue(url: str) -> None:
     broker = RabbitBroker(url, logger=None)
     await broker.connect()
     try:
-        await broker.declare_queue(inbound_queue(CHANNELS[CHANNEL]))
+        await broker.declare_queue(inbound_queue(DEFAULT_CATALOG[CHANNEL]))
     finally:
         await broker.stop()
 

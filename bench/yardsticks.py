@@ -38,7 +38,7 @@ async def relay(url: str) -> None:
     from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange
 
     from app.amqp_ingress import inbound_queue
-    from app.catalog.default import CHANNELS
+    from app.catalog.default import DEFAULT_CATALOG
     from app.topology import EVENTS_EXCHANGE, EVENTS_EXCHANGE_ARGUMENTS
 
     broker = RabbitBroker(url)
@@ -49,7 +49,7 @@ async def relay(url: str) -> None:
         arguments=EVENTS_EXCHANGE_ARGUMENTS,
     )
 
-    @broker.subscriber(inbound_queue(CHANNELS[CHANNEL]))
+    @broker.subscriber(inbound_queue(DEFAULT_CATALOG[CHANNEL]))
     @broker.publisher(exchange=exchange, routing_key=CHANNEL, persist=True)
     async def forward(msg: OrderCreated) -> OrderCreated:
         return msg
@@ -124,7 +124,7 @@ async def pikarelay(url: str, prefetch: int) -> None:
     """The gateway's essential work without FastStream: consume (prefetch as the gateway),
     validate and re-serialise with the same model, publish persistent and confirmed, then ack.
     Not a target's yardstick: it shows what a relay of the same shape costs on this machine."""
-    from app.catalog.default import CHANNELS
+    from app.catalog.default import DEFAULT_CATALOG
 
     connection = await aio_pika.connect_robust(url)
     inbound = await connection.channel()
@@ -132,7 +132,7 @@ async def pikarelay(url: str, prefetch: int) -> None:
     outbound = await connection.channel(publisher_confirms=True, on_return_raises=True)
     exchange = await declare_events_exchange(outbound)
     # Declared (as the gateway declares it) by the benchmark before the preload.
-    queue = await inbound.declare_queue(CHANNELS[CHANNEL].inbound_queue, passive=True)
+    queue = await inbound.declare_queue(DEFAULT_CATALOG[CHANNEL].inbound_queue, passive=True)
 
     async def forward(message: aio_pika.abc.AbstractIncomingMessage) -> None:
         body = OrderCreated.model_validate_json(message.body).model_dump_json().encode()

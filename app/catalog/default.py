@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from .channel import Channel
+from .channel import Catalog, Channel
 from .model import CurrencyCode, EventModel, Money
 
 
@@ -55,39 +55,44 @@ class PaymentCaptured(EventModel):
     currency: CurrencyCode
 
 
-CATALOG: tuple[Channel, ...] = (
-    Channel(
-        name="orders.created",
-        model=OrderCreated,
-        summary="An order was placed.",
-        example={
-            "order_id": "ord-1001",
-            "customer_id": "cus-42",
-            "items": [
-                {"sku": "SKU-RED-MUG", "quantity": 2, "unit_price": "9.50"},
-                {"sku": "SKU-TEA-250G", "quantity": 1, "unit_price": "6.00"},
-            ],
-            "currency": "EUR",
-            "total": "25.00",
-        },
+DEFAULT_CATALOG = Catalog(
+    (
+        Channel(
+            name="orders.created",
+            model=OrderCreated,
+            summary="An order was placed.",
+            examples=(
+                {
+                    "order_id": "ord-1001",
+                    "customer_id": "cus-42",
+                    "items": [
+                        {"sku": "SKU-RED-MUG", "quantity": 2, "unit_price": "9.50"},
+                        {"sku": "SKU-TEA-250G", "quantity": 1, "unit_price": "6.00"},
+                    ],
+                    "currency": "EUR",
+                    "total": "25.00",
+                },
+            ),
+        ),
+        Channel(
+            name="orders.cancelled",
+            model=OrderCancelled,
+            summary="An order was cancelled.",
+            examples=({"order_id": "ord-1001", "reason": "customer changed their mind"},),
+        ),
+        Channel(
+            name="payments.captured",
+            model=PaymentCaptured,
+            summary="A payment for an order was captured.",
+            examples=(
+                {
+                    "payment_id": "pay-77",
+                    "order_id": "ord-1001",
+                    "amount": "25.00",
+                    "currency": "EUR",
+                },
+            ),
+        ),
     ),
-    Channel(
-        name="orders.cancelled",
-        model=OrderCancelled,
-        summary="An order was cancelled.",
-        example={"order_id": "ord-1001", "reason": "customer changed their mind"},
-    ),
-    Channel(
-        name="payments.captured",
-        model=PaymentCaptured,
-        summary="A payment for an order was captured.",
-        example={
-            "payment_id": "pay-77",
-            "order_id": "ord-1001",
-            "amount": "25.00",
-            "currency": "EUR",
-        },
-    ),
+    source="default",
 )
-
-CHANNELS: dict[str, Channel] = {channel.name: channel for channel in CATALOG}

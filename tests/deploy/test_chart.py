@@ -7,6 +7,11 @@ strict mode (unknown fields fail). ServiceMonitor, a CRD, has no schema there: i
 skipped, and its shape is asserted here instead. Then the properties the issue asks for are
 asserted on the rendered objects, and the values schema is shown to reject typos and wrong types.
 
+The channel catalog (catalog.*: inline channels in a ConfigMap of the chart's, or an existing
+ConfigMap) is checked for what the pod sees: the file BREAKWATER_CATALOG names, mounted read-only,
+validated by an init container, and a checksum that restarts the pods when the channels change.
+tests/integration/test_chart_catalog.py runs the real gateway on the catalog rendered here.
+
 The Grafana dashboard the chart ships (dashboards/breakwater.json, in a ConfigMap when
 metrics.grafanaDashboard.enabled) is checked too: its structure, that every panel queries through
 the datasource variable, and that its PromQL names only series a live app.metrics.Metrics()
@@ -16,14 +21,17 @@ registry exports, with the labels those series have.
 from __future__ import annotations
 
 import base64
+import copy
 import functools
+import hashlib
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, get_args
 
 import helm_python as helm
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
 from kubernetes_validate import utils as kubernetes_validate  # type: ignore[import-untyped]
@@ -117,10 +125,24 @@ def is_dashboard(obj: Obj) -> bool:
     return obj["kind"] == "ConfigMap" and DASHBOARD_KEY in obj.get("data", {})
 
 
+def settings_configmap_name(objs: list[Obj]) -> str:
+    """The ConfigMap the container takes its environment from: the gateway's settings (not the
+    Grafana dashboard, not the channel catalog)."""
+    (name,) = [e["configMapRef"]["name"] for e in container(objs)["envFrom"] if "configMapRef" in e]
+    return str(name)
+
+
 def config_data(objs: list[Obj]) -> dict[str, str]:
-    """The gateway's settings: the ConfigMap that is not the Grafana dashboard."""
-    data: dict[str, str] = one([o for o in objs if not is_dashboard(o)], "ConfigMap")["data"]
+    """The gateway's settings."""
+    data: dict[str, str] = one(objs, "ConfigMap", settings_configmap_name(objs))["data"]
     return data
+
+
+def container_env(objs: list[Obj]) -> dict[str, str]:
+    """The container's own `env` (not envFrom): name -> value."""
+    env = container(objs).get("env", [])
+    assert all(set(e) == {"name", "value"} for e in env), env
+    return {e["name"]: e["value"] for e in env}
 
 
 def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -284,6 +306,13 @@ def test_pod_is_locked_down(variant: str) -> None:
     assert tmp["emptyDir"]["sizeLimit"]
     assert {"name": "tmp", "mountPath": "/tmp"} in container(objs)["volumeMounts"]
     assert pod["automountServiceAccountToken"] is False
+    # An init container (the catalog check) runs the same image, as locked down and as bounded.
+    for init in pod.get("initContainers", []):
+        assert init["securityContext"] == sc, init["name"]
+        assert init["resources"] == container(objs)["resources"], init["name"]
+        assert init["image"] == container(objs)["image"], init["name"]
+        assert init["imagePullPolicy"] == container(objs)["imagePullPolicy"], init["name"]
+        assert {"name": "tmp", "mountPath": "/tmp"} in init["volumeMounts"], init["name"]
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -372,14 +401,17 @@ def test_configmap_holds_real_settings_and_no_credentials(variant: str) -> None:
 def test_every_setting_is_reachable_from_the_chart() -> None:
     objs = objects("all-optional-values.yaml")
     secret = one(objs, "Secret")
-    covered = set(config_data(objs)) | set(secret["data"])
+    # The container's own env holds the one setting that is a path into a ConfigMap volume
+    # (BREAKWATER_CATALOG); every other is in the settings ConfigMap or the Secret.
+    written = {**config_data(objs), **container_env(objs)}
+    covered = set(written) | set(secret["data"])
     missing = SETTINGS - covered
     assert not missing, (
         f"settings the chart cannot set (add them to values and the ConfigMap): {missing}"
     )
+    assert set(container_env(objs)) <= SETTINGS | {CATALOG_SETTING}
     # A setting naming a file the gateway reads is reachable only with the file in the pod.
-    files = secret_files(objs)
-    unmounted = {s for s in FILE_SETTINGS if config_data(objs).get(s) not in files}
+    unmounted = {s for s in FILE_SETTINGS if not provided_by_a_volume(objs, written.get(s))}
     assert not unmounted, f"file settings whose file no volume provides: {unmounted}"
 
 
@@ -427,12 +459,16 @@ def test_default_secret_has_no_credentials_and_notes_warn() -> None:
 
 NOTES = "breakwater/templates/NOTES.txt"
 TLS_DIR = "/etc/breakwater/tls"
+# The channel catalog's file (catalog.*, below): a ConfigMap volume, not the broker TLS Secret.
+CATALOG_SETTING = "BREAKWATER_CATALOG"
 # Settings naming a file the gateway reads (pydantic FilePath): the pod must have the file.
 FILE_SETTINGS = {
     f"BREAKWATER_{name.upper()}"
     for name, field in Settings.model_fields.items()
     if field.annotation == FilePath or FilePath in get_args(field.annotation)
 }
+# Those the broker TLS Secret provides.
+TLS_FILE_SETTINGS = FILE_SETTINGS - {CATALOG_SETTING}
 # The value of broker.tls naming the Secret key behind each of them.
 TLS_KEYS = {
     "BREAKWATER_BROKER_CA_FILE": "caKey",
@@ -442,7 +478,7 @@ TLS_KEYS = {
 
 
 def test_tls_keys_are_the_file_settings() -> None:
-    assert set(TLS_KEYS) == FILE_SETTINGS
+    assert set(TLS_KEYS) == TLS_FILE_SETTINGS
 
 
 def tls_values(values: Obj) -> Obj:
@@ -468,6 +504,28 @@ def secret_files(objs: list[Obj]) -> dict[str, tuple[str, str]]:
     return files
 
 
+def provided_by_a_volume(objs: list[Obj], path: str | None) -> bool:
+    """Whether a volume of the container provides the file at `path`: a projected item of a
+    Secret, or a key of a ConfigMap mounted read-only (the chart's own: a key it renders; an
+    existing one, whose keys the chart cannot see: any file directly under its mount)."""
+    if path is None:
+        return False
+    if path in secret_files(objs):
+        return True
+    file = PurePosixPath(path)
+    volumes = {v["name"]: v for v in pod_spec(objs).get("volumes", [])}
+    for mount in container(objs)["volumeMounts"]:
+        config_map = volumes.get(mount["name"], {}).get("configMap")
+        if config_map is None or file.parent != PurePosixPath(mount["mountPath"]):
+            continue
+        assert mount.get("readOnly") is True, f"{mount['name']} is mounted writable"
+        rendered = [
+            c for c in kinds(objs, "ConfigMap") if c["metadata"]["name"] == config_map["name"]
+        ]
+        return not rendered or file.name in rendered[0]["data"]
+    return False
+
+
 def assert_broker_tls(objs: list[Obj], tls: Obj, notes: str) -> None:
     """The pod sees broker.tls as the values say: a read-only mount of the Secret's keys, and the
     file settings pointing at them; nothing of it when disabled."""
@@ -477,7 +535,7 @@ def assert_broker_tls(objs: list[Obj], tls: Obj, notes: str) -> None:
     if not tls["enabled"]:
         assert not secret_volumes
         assert not tls_mounts
-        assert not FILE_SETTINGS & set(data)
+        assert not TLS_FILE_SETTINGS & set(data)
         assert "Broker TLS" not in notes
         return
     (volume,) = secret_volumes
@@ -496,7 +554,7 @@ def assert_broker_tls(objs: list[Obj], tls: Obj, notes: str) -> None:
     # Each setting whose key is set names the file that key is projected to; nothing else is.
     wanted = {setting: tls[value] for setting, value in TLS_KEYS.items() if tls[value]}
     files = secret_files(objs)
-    assert {s: files[data[s]] for s in FILE_SETTINGS & set(data)} == {
+    assert {s: files[data[s]] for s in TLS_FILE_SETTINGS & set(data)} == {
         s: (tls["existingSecret"], key) for s, key in wanted.items()
     }
     assert set(files) == {data[s] for s in wanted}
@@ -514,7 +572,7 @@ def test_some_variants_have_broker_tls_and_some_not() -> None:
     enabled = {tls_values(variant_values(v))["enabled"] for v in VARIANTS}
     assert enabled == {True, False}
     # The variant with every option has mutual TLS: all three file settings.
-    assert set(config_data(objects("all-optional-values.yaml"))) >= FILE_SETTINGS
+    assert set(config_data(objects("all-optional-values.yaml"))) >= TLS_FILE_SETTINGS
 
 
 @pytest.mark.parametrize(
@@ -577,7 +635,7 @@ def test_broker_tls_fails_the_render_when_incomplete(tls: Obj, message: str) -> 
 def test_disabled_broker_tls_needs_nothing() -> None:
     # The keys of a disabled section are not checked: it can be prepared before it is turned on.
     objs = parse(render_raw({"broker": {"tls": {"enabled": False, "certKey": ""}}}))
-    assert not FILE_SETTINGS & set(config_data(objs))
+    assert not TLS_FILE_SETTINGS & set(config_data(objs))
 
 
 def test_notes_warn_when_tls_meets_plain_amqp() -> None:
@@ -613,6 +671,311 @@ def test_notes_warn_when_no_fs_group_makes_the_tls_files_readable() -> None:
     assert (
         "WARNING: podSecurityContext.fsGroup" not in render_raw({"broker": values["broker"]})[NOTES]
     )
+
+
+# --- The channel catalog ----------------------------------------------------------------------
+
+CATALOG_DIR = "/etc/breakwater/catalog"
+CATALOG_VARIANT = "catalog-values.yaml"
+CATALOG_KEY = "catalog.yaml"
+CATALOG_INIT = "validate-catalog"
+# The keys of a channel, in the order the chart writes them.
+CHANNEL_KEYS = (
+    "name",
+    "summary",
+    "description",
+    "deprecated",
+    "compatibility",
+    "payload",
+    "examples",
+)
+
+
+def catalog_values(values: Obj) -> Obj:
+    """catalog as the chart sees it: the chart's defaults under the given values."""
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    catalog: Obj = {**defaults["catalog"], **values.get("catalog", {})}
+    return catalog
+
+
+def catalog_configmaps(objs: list[Obj]) -> list[Obj]:
+    """ConfigMaps of the chart holding a catalog file: neither the settings nor the dashboard."""
+    settings = settings_configmap_name(objs)
+    return [
+        o
+        for o in kinds(objs, "ConfigMap")
+        if not is_dashboard(o) and o["metadata"]["name"] != settings
+    ]
+
+
+def template_annotations(objs: list[Obj]) -> dict[str, str]:
+    found: dict[str, str] = one(objs, "StatefulSet")["spec"]["template"]["metadata"]["annotations"]
+    return found
+
+
+def rendered_catalog(objs: list[Obj]) -> Obj:
+    """The catalog file of the chart's catalog ConfigMap, parsed."""
+    (cm,) = catalog_configmaps(objs)
+    loaded: Obj = yaml.safe_load(cm["data"][CATALOG_KEY])
+    return loaded
+
+
+def assert_catalog(objs: list[Obj], catalog: Obj, name: str, notes: str) -> None:
+    """The pod sees catalog.* as the values say: the catalog ConfigMap mounted read-only, the file
+    BREAKWATER_CATALOG names in it, the init container checking that file, the checksum of the
+    inline catalog on the pod template; nothing of it for the built-in catalog."""
+    env = container_env(objs)
+    volumes = [v for v in pod_spec(objs).get("volumes", []) if "configMap" in v]
+    mounts = [m for m in container(objs)["volumeMounts"] if m["mountPath"] == CATALOG_DIR]
+    inits = pod_spec(objs).get("initContainers", [])
+    rendered = catalog_configmaps(objs)
+    annotations = template_annotations(objs)
+    if not catalog["channels"] and not catalog["existingConfigMap"]:
+        assert CATALOG_SETTING not in env
+        assert CATALOG_SETTING not in config_data(objs)
+        assert not volumes
+        assert not mounts
+        assert not inits
+        assert not rendered
+        assert "checksum/catalog" not in annotations
+        assert "Channel catalog: the gateway's built-in default" in notes
+        return
+    (volume,) = volumes
+    (mount,) = mounts
+    assert mount == {"name": volume["name"], "mountPath": CATALOG_DIR, "readOnly": True}
+    assert "optional" not in volume["configMap"]  # a missing ConfigMap stops the pod, visibly
+    assert CATALOG_SETTING not in config_data(objs)  # one place says where the file is
+    path = env[CATALOG_SETTING]
+    assert provided_by_a_volume(objs, path)
+    map_name = volume["configMap"]["name"]
+    if catalog["channels"]:
+        (cm,) = rendered
+        assert cm["metadata"]["name"] == map_name == f"{name}-catalog"
+        assert path == f"{CATALOG_DIR}/{CATALOG_KEY}"
+        assert set(cm["data"]) == {CATALOG_KEY}
+        text = cm["data"][CATALOG_KEY]
+        # Exactly the values' channels, nothing added, nothing lost.
+        assert yaml.safe_load(text) == {"channels": catalog["channels"]}
+        # The checksum is the file's own: it changes exactly when the pods' file does.
+        assert annotations["checksum/catalog"] == hashlib.sha256(text.encode()).hexdigest()
+        assert f"ConfigMap: {map_name}, key {CATALOG_KEY}" in notes
+        names = ", ".join(c["name"] for c in catalog["channels"])
+        assert f"Channels:  {names}" in notes
+    else:
+        assert not rendered
+        assert map_name == catalog["existingConfigMap"]
+        assert path == f"{CATALOG_DIR}/{catalog['existingConfigMapKey']}"
+        # The chart cannot see the map: no checksum, and the notes say how to restart.
+        assert "checksum/catalog" not in annotations
+        assert f'the existing ConfigMap "{map_name}"' in notes
+        assert f"rollout restart statefulset/{name}" in notes
+    assert f"File:      {path} (BREAKWATER_CATALOG), read-only" in notes
+    if catalog["validate"]:
+        (init,) = inits
+        assert init["name"] == CATALOG_INIT
+        assert init["args"] == ["catalog", "validate", path]
+        assert "command" not in init  # the image's entrypoint, `breakwater`
+        assert mount in init["volumeMounts"]
+        assert f"-c {CATALOG_INIT}" in notes
+    else:
+        assert not inits
+        assert "catalog.validate is false" in notes
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_catalog_is_mounted_as_the_values_say(variant: str) -> None:
+    manifests, objs = _rendered(variant)
+    assert_catalog(
+        objs, catalog_values(variant_values(variant)), fullname(variant), manifests[NOTES]
+    )
+
+
+def test_variants_cover_every_kind_of_catalog() -> None:
+    def kind(variant: str) -> str:
+        catalog = catalog_values(variant_values(variant))
+        if catalog["channels"]:
+            return "inline"
+        return "existing" if catalog["existingConfigMap"] else "built-in"
+
+    assert {kind(v) for v in VARIANTS} == {"inline", "existing", "built-in"}
+    assert kind("default") == "built-in"
+    assert kind(CATALOG_VARIANT) == "inline"
+
+
+def test_default_runs_the_built_in_catalog() -> None:
+    objs = objects("default")
+    assert catalog_values({}) == {
+        "channels": [],
+        "existingConfigMap": "",
+        "existingConfigMapKey": CATALOG_KEY,
+        "validate": True,
+    }
+    assert "initContainers" not in pod_spec(objs)
+    assert "env" not in container(objs)
+    assert CATALOG_DIR not in {m["mountPath"] for m in container(objs)["volumeMounts"]}
+    assert not catalog_configmaps(objs)
+
+
+def test_catalog_variant_is_two_valid_channels() -> None:
+    objs = objects(CATALOG_VARIANT)
+    channels = rendered_catalog(objs)["channels"]
+    assert [c["name"] for c in channels] == ["shipments.dispatched", "customers.registered.v2"]
+    for channel in channels:
+        assert set(channel) <= set(CHANNEL_KEYS)
+        payload = channel["payload"]
+        assert payload["type"] == "object"
+        assert payload["additionalProperties"] is False
+        # A JSON Schema of draft 2020-12 that each of its (one) examples satisfies, formats too.
+        jsonschema.Draft202012Validator.check_schema(payload)
+        validator = jsonschema.Draft202012Validator(
+            payload, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+        )
+        (example,) = channel["examples"]
+        validator.validate(example)
+        # ... and that rejects an unknown key, so the example is not valid by accident.
+        assert not validator.is_valid({**example, "unknown_key": 1})
+    shipments, customers = (c["payload"] for c in channels)
+    assert shipments["properties"]["weight_kg"]["type"] == "string"  # a decimal, never a float
+    assert shipments["properties"]["weight_kg"]["pattern"]
+    assert shipments["properties"]["carrier"]["enum"]
+    assert customers["properties"]["email"]["format"] == "email"
+    assert customers["properties"]["loyalty_points"] == {"type": "integer", "minimum": 0}
+    assert "loyalty_points" not in customers["required"]
+    # The keys are written in the documented order (name first), not sorted.
+    (cm,) = catalog_configmaps(objs)
+    first = [line.strip() for line in cm["data"][CATALOG_KEY].splitlines() if "- name:" in line]
+    assert first == [f"- name: {c['name']}" for c in channels]
+
+
+def _with_channels(channels: list[Obj], **catalog: Any) -> Obj:
+    return {"catalog": {"channels": channels, **catalog}}
+
+
+def _catalog_checksum(values: Obj) -> str:
+    return template_annotations(parse(render_raw(values)))["checksum/catalog"]
+
+
+def test_catalog_checksum_changes_when_a_channel_changes() -> None:
+    channels = variant_values(CATALOG_VARIANT)["catalog"]["channels"]
+    base = parse(render_raw(_with_channels(channels)))
+    checksum = template_annotations(base)["checksum/catalog"]
+    assert _catalog_checksum(_with_channels(copy.deepcopy(channels))) == checksum  # stable
+
+    summary = copy.deepcopy(channels)
+    summary[0]["summary"] = "A shipment was handed to its carrier."
+    schema = copy.deepcopy(channels)
+    schema[1]["payload"]["properties"]["loyalty_points"]["minimum"] = 1
+    example = copy.deepcopy(channels)
+    example[1]["examples"][0]["loyalty_points"] = 7
+    changed = {
+        "summary": summary,
+        "schema": schema,
+        "example": example,
+        "order": list(reversed(channels)),
+        "fewer": channels[:1],
+    }
+    seen = {checksum}
+    for what, variant in changed.items():
+        objs = parse(render_raw(_with_channels(variant)))
+        new = template_annotations(objs)["checksum/catalog"]
+        assert new not in seen, f"the checksum ignores a change of {what}"
+        seen.add(new)
+        # Only the catalog's checksum: the settings did not change.
+        assert (
+            template_annotations(objs)["checksum/config"]
+            == template_annotations(base)["checksum/config"]
+        )
+        assert rendered_catalog(objs) == {"channels": variant}
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param({"catalog": {"existingConfigMap": "orders-catalog-v3"}}, id="existing"),
+        pytest.param(
+            {
+                "catalog": {
+                    "existingConfigMap": "orders-catalog-v3",
+                    "existingConfigMapKey": "channels.json",
+                    "validate": False,
+                }
+            },
+            id="existing-other-key-unchecked",
+        ),
+        pytest.param(
+            _with_channels(
+                [{"name": "a", "summary": "A.", "payload": {"type": "object"}, "examples": [{}]}],
+                validate=False,
+            ),
+            id="inline-unchecked",
+        ),
+        pytest.param(
+            {
+                "fullnameOverride": "events-gateway",
+                **_with_channels(
+                    [
+                        {
+                            "name": "audit_log-entry.v1",
+                            "summary": "An entry of the audit log.",
+                            "description": "Line one.\n\nLine *two*: with `code`.\n",
+                            "deprecated": True,
+                            "compatibility": "NONE",
+                            "payload": {"type": "object", "properties": {"n": {"type": "null"}}},
+                            "examples": [{"n": None}, {}],
+                        }
+                    ]
+                ),
+            },
+            id="inline-every-key",
+        ),
+    ],
+)
+def test_catalog_follows_its_values(values: Obj) -> None:
+    manifests = render_raw(values)
+    objs = parse(manifests)
+    name = values.get("fullnameOverride") or f"{RELEASE}-breakwater"
+    assert_catalog(objs, catalog_values(values), name, manifests[NOTES])
+    for obj in objs:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def test_existing_catalog_configmap_is_mounted_whole_and_not_rendered() -> None:
+    manifests = render_raw({"catalog": {"existingConfigMap": "orders-catalog-v3"}})
+    assert not manifests.get("breakwater/templates/catalog-configmap.yaml", "").strip()
+    objs = parse(manifests)
+    assert not catalog_configmaps(objs)
+    (volume,) = [v for v in pod_spec(objs)["volumes"] if "configMap" in v]
+    # Whole: a catalog's `payloadFile: <key>` may name another key of the map.
+    assert volume["configMap"] == {"name": "orders-catalog-v3"}
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        pytest.param(
+            _with_channels(
+                [{"name": "a", "summary": "A.", "payload": {}, "examples": [{}]}],
+                existingConfigMap="orders-catalog-v3",
+            ),
+            "catalog.channels and catalog.existingConfigMap are both set",
+            id="inline-and-existing",
+        ),
+        pytest.param(
+            _with_channels(
+                [
+                    {"name": "a.b", "summary": "A.", "payload": {}, "examples": [{}]},
+                    {"name": "a.b", "summary": "Again.", "payload": {}, "examples": [{}]},
+                ]
+            ),
+            'the channel "a.b" is declared twice',
+            id="a-name-twice",
+        ),
+    ],
+)
+def test_catalog_fails_the_render_when_ambiguous(values: Obj, message: str) -> None:
+    with pytest.raises(helm.HelmError) as caught:
+        render_raw(values)
+    assert message in str(caught.value)
 
 
 # --- Services, service account -----------------------------------------------------------------
@@ -700,6 +1063,15 @@ def test_all_optional_parts_render_and_fit_together() -> None:
 # --- The values schema -------------------------------------------------------------------------
 
 
+# The smallest channel the schema accepts; the cases below break one thing of it.
+CHANNEL: Obj = {"name": "a.b", "summary": "A.", "payload": {"type": "object"}, "examples": [{}]}
+
+
+def _channel(**changes: Any) -> Obj:
+    channel = {**CHANNEL, **changes}
+    return {"catalog": {"channels": [{k: v for k, v in channel.items() if v is not None}]}}
+
+
 @pytest.mark.parametrize(
     ("values", "mentions"),
     [
@@ -724,6 +1096,64 @@ def test_all_optional_parts_render_and_fit_together() -> None:
             {"broker": {"tls": {"existingSecret": "Broker_TLS"}}},
             "existingSecret",
             id="tls-secret-not-a-name",
+        ),
+        pytest.param(
+            {"catalog": {"existingConfigmap": "c"}}, "existingConfigmap", id="catalog-typo"
+        ),
+        pytest.param({"catalog": {"validate": "yes"}}, "validate", id="catalog-not-a-boolean"),
+        pytest.param({"catalog": {"channels": {"a.b": {}}}}, "channels", id="channels-not-a-list"),
+        pytest.param(_channel(sumary="A."), "'sumary' not allowed", id="channel-key-typo"),
+        pytest.param(
+            _channel(name="Orders.Created"),
+            "/catalog/channels/0/name",
+            id="channel-name-upper-case",
+        ),
+        pytest.param(
+            _channel(name="orders..created"),
+            "/catalog/channels/0/name",
+            id="channel-name-empty-part",
+        ),
+        pytest.param(
+            _channel(name="orders/created"), "/catalog/channels/0/name", id="channel-name-path"
+        ),
+        pytest.param(
+            _channel(name="o" * 242), "/catalog/channels/0/name", id="channel-name-too-long"
+        ),
+        pytest.param(
+            _channel(summary=None), "missing property 'summary'", id="channel-without-summary"
+        ),
+        pytest.param(
+            _channel(summary="One.\nTwo."),
+            "/catalog/channels/0/summary",
+            id="channel-summary-two-lines",
+        ),
+        pytest.param(
+            _channel(examples=[]), "/catalog/channels/0/examples", id="channel-without-examples"
+        ),
+        pytest.param(
+            _channel(payload="schemas/x.json"),
+            "/catalog/channels/0/payload",
+            id="payload-not-an-object",
+        ),
+        pytest.param(
+            _channel(payload=None, payloadFile="x.json"),
+            "'payloadFile' not allowed",
+            id="payload-file-inline",
+        ),
+        pytest.param(
+            _channel(compatibility="backward"),
+            "/catalog/channels/0/compatibility",
+            id="compatibility-enum",
+        ),
+        pytest.param(
+            _channel(deprecated="no"),
+            "/catalog/channels/0/deprecated",
+            id="deprecated-not-a-boolean",
+        ),
+        pytest.param(
+            {"catalog": {"existingConfigMap": "c", "existingConfigMapKey": "a/b.yaml"}},
+            "existingConfigMapKey",
+            id="catalog-key-not-a-key",
         ),
     ],
 )
@@ -760,6 +1190,9 @@ PASS_THROUGH = {
     "networkPolicy.extraEgress[].to[]",
     "networkPolicy.extraEgress[].ports[]",
 }
+# JSON Schemas passed through into the catalog file; `breakwater catalog validate` (the init
+# container) and the gateway check them.
+JSON_SCHEMAS = {"catalog.channels[].payload"}
 
 
 def test_schema_is_closed_at_every_level() -> None:
@@ -774,7 +1207,7 @@ def test_schema_is_closed_at_every_level() -> None:
             assert "additionalProperties" in node, f"{path} does not say what it accepts"
             if node["additionalProperties"] is True:
                 open_nodes.add(path)
-    assert open_nodes == PASS_THROUGH
+    assert open_nodes == PASS_THROUGH | JSON_SCHEMAS
 
 
 def _leaves(values: Obj, schema: Obj, prefix: str = "") -> Iterator[str]:
@@ -843,6 +1276,7 @@ def exported_series() -> dict[str, tuple[str, frozenset[str]]]:
     metrics.event_accepted("orders", "published")
     metrics.event_rejected("orders", "invalid_payload")
     metrics.event_replayed("orders")
+    metrics.deprecated_event("orders")
     for path in DeliveryPath:
         metrics.published("orders", 0.01, path)
     text = generate_latest(metrics.registry).decode()

@@ -25,7 +25,7 @@ import aio_pika
 import httpx
 from aio_pika.abc import AbstractIncomingMessage
 
-from app.catalog.default import CHANNELS
+from app.catalog.default import DEFAULT_CATALOG
 from app.topology import EVENTS_EXCHANGE, EVENTS_EXCHANGE_ARGUMENTS, UNROUTED
 
 RABBITMQCTL = os.environ.get("RABBITMQCTL", "rabbitmqctl")
@@ -225,7 +225,7 @@ def max_in_window(times: Sequence[float], window_s: float = 1.0) -> int:
 
 def payload(channel: str, message_id: str) -> dict[str, Any]:
     """A valid payload of `channel` that names its event (so bodies differ)."""
-    body = dict(CHANNELS[channel].example)
+    body = dict(DEFAULT_CATALOG[channel].example)
     body["order_id"] = message_id
     return body
 
@@ -472,7 +472,7 @@ def purge_inbound_queues(url: str) -> None:
     async def purge() -> None:
         connection = await aio_pika.connect(url)
         async with connection:
-            for name in CHANNELS:
+            for name in DEFAULT_CATALOG:
                 amqp_channel = await connection.channel()
                 try:
                     queue = await amqp_channel.declare_queue(f"breakwater.in.{name}", passive=True)

@@ -10,12 +10,12 @@ from collections.abc import Callable
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 
-from app.catalog.default import CHANNELS
+from app.catalog.default import DEFAULT_CATALOG
 
 from .consumers import bind_queue, collect
 from .gateway_process import GatewayProcess
 
-ORDER = CHANNELS["orders.created"].example
+ORDER = DEFAULT_CATALOG["orders.created"].example
 
 
 async def publish_inbound(
@@ -39,7 +39,7 @@ async def test_inbound_queues_are_durable_quorum_queues_with_dead_lettering(
 ) -> None:
     start_gateway()
     channel = await amqp.channel()
-    for name in CHANNELS:
+    for name in DEFAULT_CATALOG:
         # A passive-incompatible redeclare would close the channel: the arguments must match.
         queue = await channel.declare_queue(
             f"breakwater.in.{name}",
@@ -62,7 +62,7 @@ async def test_inbound_event_is_forwarded_keeping_its_ids(
     await publish_inbound(
         amqp,
         "payments.captured",
-        json.dumps(CHANNELS["payments.captured"].example).encode(),
+        json.dumps(DEFAULT_CATALOG["payments.captured"].example).encode(),
         message_id=message_id,
         correlation_id=correlation_id,
     )
@@ -156,7 +156,7 @@ async def test_an_inbound_queue_deleted_under_the_gateway_is_declared_and_consum
     queue = await bind_queue(amqp, name)
     message_id = uuid.uuid4().hex
     await publish_inbound(
-        amqp, name, json.dumps(CHANNELS[name].example).encode(), message_id=message_id
+        amqp, name, json.dumps(DEFAULT_CATALOG[name].example).encode(), message_id=message_id
     )
     [message] = await collect(queue, 1)
     assert message.message_id == message_id

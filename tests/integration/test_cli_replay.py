@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
-from app.catalog.default import CHANNELS
+from app.catalog.default import DEFAULT_CATALOG
 from app.events import Event
 from app.store import FallbackStore, StoreReader
 
@@ -35,7 +35,7 @@ async def fill_store(path: Path, run: str) -> list[Event]:
         Event(
             channel=channels[n % 2],
             body=json.dumps(
-                {**CHANNELS[channels[n % 2]].example, "order_id": f"{run}-{n}"}
+                {**DEFAULT_CATALOG[channels[n % 2]].example, "order_id": f"{run}-{n}"}
             ).encode(),
             message_id=f"{run}-{n:03d}",
             correlation_id=f"corr-{run}-{n}",

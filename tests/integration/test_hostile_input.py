@@ -49,7 +49,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.catalog.default import CHANNELS
+from app.catalog.default import DEFAULT_CATALOG
 from app.topology import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE
 
 from .consumers import bind_queue
@@ -59,7 +59,7 @@ pytestmark = pytest.mark.integration
 
 RABBITMQCTL = os.environ.get("RABBITMQCTL", "rabbitmqctl")
 BODY_LIMIT = 256 * 1024
-INBOUND_QUEUES = tuple(channel.inbound_queue for channel in CHANNELS.values())
+INBOUND_QUEUES = tuple(channel.inbound_queue for channel in DEFAULT_CATALOG.values())
 T = TypeVar("T")
 
 # Examples run against a live process, so they are moderate in number and have no deadline. The
@@ -484,7 +484,7 @@ def payloads(channel: str) -> st.SearchStrategy[Payload]:
     return st.one_of(valid_payload(channel), invalid_payload(channel), garbage_payload(channel))
 
 
-channels = st.sampled_from(sorted(CHANNELS))
+channels = st.sampled_from(sorted(DEFAULT_CATALOG))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -910,7 +910,7 @@ def check_http_answer(rig: Rig, channel: str, payload: Payload, response: httpx.
         assert_delivered_as(outcome.message.body, channel, payload.expected)
     else:
         # Garbage that was accepted: it must be what the channel's model makes of it, as sent.
-        model = CHANNELS[channel].model
+        model = DEFAULT_CATALOG[channel].model
         assert json.loads(outcome.message.body) == json.loads(
             model.model_validate_json(payload.body).model_dump_json()
         )
@@ -1088,7 +1088,9 @@ def test_http_headers_odd_ids_and_content_types(
 
 
 @FUZZ
-@given(name=st.text(max_size=300).filter(lambda n: n not in CHANNELS and n not in (".", "..")))
+@given(
+    name=st.text(max_size=300).filter(lambda n: n not in DEFAULT_CATALOG and n not in (".", ".."))
+)
 def test_http_unknown_channels_get_404_and_do_not_grow_the_metrics(rig: Rig, name: str) -> None:
     path = "/v1/events/" + urllib.parse.quote(name, safe="")
     response = rig.http.post(path, content=b'{"order_id":"o","reason":"x"}')
@@ -1099,7 +1101,7 @@ def test_http_unknown_channels_get_404_and_do_not_grow_the_metrics(rig: Rig, nam
         for sample in family.samples:
             if "channel" in sample.labels:
                 labels.add(sample.labels["channel"])
-    assert labels <= {*CHANNELS, "unknown"}, labels - {*CHANNELS, "unknown"}
+    assert labels <= {*DEFAULT_CATALOG, "unknown"}, labels - {*DEFAULT_CATALOG, "unknown"}
 
 
 @pytest.mark.parametrize(
@@ -1267,7 +1269,7 @@ def check_amqp_outcome(
         if payload.expected is not None:
             assert_delivered_as(message.body, channel, payload.expected)
         else:
-            model = CHANNELS[channel].model
+            model = DEFAULT_CATALOG[channel].model
             assert json.loads(message.body) == json.loads(
                 model.model_validate_json(payload.body).model_dump_json()
             )
@@ -1275,7 +1277,7 @@ def check_amqp_outcome(
         reason = message.headers.get("x-breakwater-error")
         assert isinstance(reason, str), message.headers
         assert reason.strip(), message.headers
-        assert message.headers.get("x-breakwater-queue") == CHANNELS[channel].inbound_queue
+        assert message.headers.get("x-breakwater-queue") == DEFAULT_CATALOG[channel].inbound_queue
         assert message.body == payload.body
         assert set(properties["headers"] or {}) <= set(message.headers)
     # Ids given as (decodable) text are kept; absent or empty ones are generated.
@@ -1295,7 +1297,9 @@ def test_amqp_messages_are_forwarded_or_dead_lettered_with_a_reason(
     channel = data.draw(channels, label="channel")
     payload = data.draw(payloads(channel), label="payload")
     properties = data.draw(amqp_properties(), label="properties")
-    rig.broker.publish(CHANNELS[channel].inbound_queue, build_message(payload.body, properties))
+    rig.broker.publish(
+        DEFAULT_CATALOG[channel].inbound_queue, build_message(payload.body, properties)
+    )
     check_amqp_outcome(rig, channel, payload, properties)
 
 
@@ -1335,7 +1339,7 @@ def test_amqp_reply_to_does_not_make_the_gateway_publish_anywhere(rig: Rig) -> N
     default is also the broker the consumers read from), unvalidated."""
     target = f"hostile.reply-target.{uuid.uuid4().hex}"
     rig.broker.declare_queue(target)
-    valid = dump(CHANNELS["orders.cancelled"].example).encode()
+    valid = dump(DEFAULT_CATALOG["orders.cancelled"].example).encode()
     for body, kind in ((valid, "delivered"), (b"not json", "dead")):
         properties = {"message_id": uuid.uuid4().hex, "correlation_id": None, "headers": None}
         message = build_message(body, {**properties, "reply_to": target})

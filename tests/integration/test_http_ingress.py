@@ -12,12 +12,12 @@ import httpx
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from app.catalog.default import CHANNELS
+from app.catalog.default import DEFAULT_CATALOG
 
 from .consumers import bind_queue, collect, drain_now
 from .gateway_process import GatewayProcess
 
-ORDER = CHANNELS["orders.created"].example
+ORDER = DEFAULT_CATALOG["orders.created"].example
 
 
 async def test_http_event_reaches_a_bound_queue_with_the_contract_properties(
@@ -57,7 +57,8 @@ async def test_ids_are_generated_when_the_client_sends_none(
     queue = await bind_queue(amqp, "orders.cancelled")
 
     response = httpx.post(
-        f"{gateway.base_url}/v1/events/orders.cancelled", json=CHANNELS["orders.cancelled"].example
+        f"{gateway.base_url}/v1/events/orders.cancelled",
+        json=DEFAULT_CATALOG["orders.cancelled"].example,
     )
 
     assert response.status_code == 202
@@ -77,7 +78,7 @@ async def test_an_event_no_consumer_binds_for_is_kept_in_breakwater_unrouted(
 
     response = httpx.post(
         f"{gateway.base_url}/v1/events/payments.captured",
-        json=CHANNELS["payments.captured"].example,
+        json=DEFAULT_CATALOG["payments.captured"].example,
     )
 
     assert response.json()["status"] == "published"

@@ -19,7 +19,7 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.catalog.default import CHANNELS
+from app.catalog.default import DEFAULT_CATALOG
 from tests.support.fault_proxy import FaultProxy
 
 from .gateway_process import ROOT, GatewayProcess, free_port
@@ -57,7 +57,7 @@ def post_events(gateway: GatewayProcess, run: str, expected: str) -> list[str]:
         for key in keys:
             response = client.post(
                 "/v1/events/orders.cancelled",
-                json=CHANNELS["orders.cancelled"].example,
+                json=DEFAULT_CATALOG["orders.cancelled"].example,
                 headers={"Idempotency-Key": key},
             )
             assert response.status_code == 202, response.text
@@ -141,7 +141,8 @@ async def test_json_logs_through_connection_loss_and_amqp_ingress_have_no_line_p
     for message_id in inbound_ids:
         await channel.default_exchange.publish(
             aio_pika.Message(
-                json.dumps(CHANNELS["orders.cancelled"].example).encode(), message_id=message_id
+                json.dumps(DEFAULT_CATALOG["orders.cancelled"].example).encode(),
+                message_id=message_id,
             ),
             routing_key="breakwater.in.orders.cancelled",
         )

@@ -13,12 +13,12 @@ import aio_pika
 import httpx
 from aio_pika.abc import AbstractRobustConnection
 
-from app.catalog.default import CHANNELS
+from app.catalog.default import DEFAULT_CATALOG
 
 from .consumers import bind_queue, collect, drain_now
 from .gateway_process import GatewayProcess, free_port
 
-CANCEL = CHANNELS["orders.cancelled"].example
+CANCEL = DEFAULT_CATALOG["orders.cancelled"].example
 
 
 def test_gateway_serves_and_stores_when_no_broker_answers(

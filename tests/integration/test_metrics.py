@@ -10,15 +10,15 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.catalog.default import CHANNELS
+from app.catalog.default import DEFAULT_CATALOG
 from tests.support.fault_proxy import FaultProxy
 
 from .gateway_process import GatewayProcess
 
 pytestmark = pytest.mark.integration
 
-ORDER = CHANNELS["orders.created"].example
-PAYMENT = CHANNELS["payments.captured"].example
+ORDER = DEFAULT_CATALOG["orders.created"].example
+PAYMENT = DEFAULT_CATALOG["payments.captured"].example
 
 
 class Scrape:

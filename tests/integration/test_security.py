@@ -29,15 +29,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.catalog.default import CHANNELS
+from app.catalog.default import DEFAULT_CATALOG
 
 from .gateway_process import ROOT, GatewayProcess, free_port
 
 pytestmark = pytest.mark.integration
 
 RABBITMQCTL = os.environ.get("RABBITMQCTL", "rabbitmqctl")
-ORDER = CHANNELS["orders.created"].example
-CANCELLED = CHANNELS["orders.cancelled"].example
+ORDER = DEFAULT_CATALOG["orders.created"].example
+CANCELLED = DEFAULT_CATALOG["orders.cancelled"].example
 TOKENS = (f"tok-alpha-{uuid.uuid4().hex}", f"tok-beta-{uuid.uuid4().hex}")
 
 
@@ -185,7 +185,7 @@ def test_refusals_are_counted_without_letting_clients_invent_labels(
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 if sample.name == "breakwater_events_rejected_total":
-                    assert sample.labels["channel"] in {*CHANNELS, "unknown"}, sample
+                    assert sample.labels["channel"] in {*DEFAULT_CATALOG, "unknown"}, sample
                     if sample.labels["reason"] == "unauthorized":
                         counts[sample.labels["channel"]] = sample.value
         return counts

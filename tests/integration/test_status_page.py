@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.catalog.default import CHANNELS
+from app.catalog.default import DEFAULT_CATALOG
 from tests.support.fault_proxy import FaultProxy
 
 from .gateway_process import ROOT, GatewayProcess
@@ -160,7 +160,9 @@ def test_status_page_shows_an_outage_in_a_real_browser(
 
         def post(channel: str, count: int, expect: str) -> None:
             for _ in range(count):
-                response = client.post(f"/v1/events/{channel}", json=CHANNELS[channel].example)
+                response = client.post(
+                    f"/v1/events/{channel}", json=DEFAULT_CATALOG[channel].example
+                )
                 assert response.status_code == 202, response.text
                 assert response.json()["status"] == expect
 

@@ -13,13 +13,13 @@ import aio_pika
 import httpx
 import pytest
 
-from app.catalog.default import CHANNELS
+from app.catalog.default import DEFAULT_CATALOG
 
 from ..support.rabbit_node import RabbitNode, free_port
 from .consumers import bind_queue, collect
 from .gateway_process import GatewayProcess
 
-CANCEL = CHANNELS["orders.cancelled"].example
+CANCEL = DEFAULT_CATALOG["orders.cancelled"].example
 
 
 def _openssl(*args: str, cwd: Path) -> None:

@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,8 @@ import yaml
 from pydantic import Field, create_model
 
 from app import spec
-from app.catalog.channel import Channel
-from app.catalog.default import CATALOG, OrderCreated
+from app.catalog import Catalog
+from app.catalog.default import DEFAULT_CATALOG, OrderCreated
 from app.events import ERROR_HEADER, PATH_HEADER
 from app.gateway import Gateway
 from app.settings import Settings
@@ -30,9 +29,12 @@ VALIDATOR = ROOT / "tools" / "asyncapi" / "validate.mjs"
 REGENERATE = "regenerate it with `make asyncapi` and commit it"
 
 
-def generate(catalog: Sequence[Channel], tmp_path: Path) -> str:
+CATALOG = DEFAULT_CATALOG.channels
+
+
+def generate(catalog: Catalog, tmp_path: Path) -> str:
     """The document the app would serve with `catalog`: the app's factory plus its inbound broker."""
-    gateway = Gateway(Settings(_env_file=None, store_path=tmp_path / "store.db"))
+    gateway = Gateway(Settings(_env_file=None, store_path=tmp_path / "store.db"), catalog)
     factory = spec.specification(catalog)
     factory.add_broker(gateway.inbound)
     return factory.to_specification().to_yaml()
@@ -88,7 +90,7 @@ def test_committed_asyncapi_yaml_is_what_make_asyncapi_generates(tmp_path: Path)
 
 
 def test_generating_in_process_gives_the_committed_document(tmp_path: Path) -> None:
-    assert generate(CATALOG, tmp_path) == COMMITTED.read_text(encoding="utf-8")
+    assert generate(DEFAULT_CATALOG, tmp_path) == COMMITTED.read_text(encoding="utf-8")
 
 
 def test_a_model_field_added_without_regenerating_the_spec_is_reported(tmp_path: Path) -> None:
@@ -97,7 +99,7 @@ def test_a_model_field_added_without_regenerating_the_spec_is_reported(tmp_path:
         __base__=OrderCreated,
         coupon_code=(str | None, Field(default=None, description="A discount code.")),
     )
-    changed = (dataclasses.replace(CATALOG[0], model=extended), *CATALOG[1:])
+    changed = Catalog((dataclasses.replace(CATALOG[0], model=extended), *CATALOG[1:]))
 
     diff = spec.differences(COMMITTED.read_text(encoding="utf-8"), generate(changed, tmp_path))
 

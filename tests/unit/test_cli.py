@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from app.catalog.default import CHANNELS
+from app.catalog.default import DEFAULT_CATALOG
 from app.events import Event
 from app.store import FallbackStore
 
@@ -72,7 +72,7 @@ async def store(tmp_path: Path) -> StoreFile:
     events = tuple(
         Event(
             channel=channel,
-            body=json.dumps(CHANNELS[channel].example).encode(),
+            body=json.dumps(DEFAULT_CATALOG[channel].example).encode(),
             message_id=f"{channel}-{n}",
             correlation_id=f"corr-{n}",
             timestamp=(datetime.now(UTC) - timedelta(seconds=ago)).replace(microsecond=0),
@@ -181,7 +181,7 @@ def test_export_writes_every_event_as_a_json_line_oldest_first(
         assert record["channel"] == event.channel
         assert record["correlation_id"] == event.correlation_id
         assert datetime.fromisoformat(record["timestamp"]) == event.timestamp
-        assert record["payload"] == CHANNELS[event.channel].example
+        assert record["payload"] == DEFAULT_CATALOG[event.channel].example
     assert [json.loads(line)["message_id"] for line in orders.stdout.splitlines()] == store.ids(
         "orders.created"
     )

@@ -10,7 +10,11 @@ from pydantic import SecretStr
 from app.settings import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-SPECIAL_DEFAULTS = {"inbound_broker_url": "the broker URL", "api_tokens": "none"}
+SPECIAL_DEFAULTS = {
+    "inbound_broker_url": "the broker URL",
+    "api_tokens": "none",
+    "catalog": "the installed catalog, else the three built-in channels",
+}
 
 
 def _default(name: str) -> str:

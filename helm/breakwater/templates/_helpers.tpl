@@ -110,9 +110,95 @@ BREAKWATER_BROKER_KEY_FILE: {key: {{ $tls.keyKey | quote }}, file: tls.key}
 {{- end }}
 {{- end -}}
 
+{{/* The container resources, shared by the gateway and its init container. */}}
+{{- define "breakwater.resources" -}}
+requests:
+  {{- toYaml .Values.resources.requests | nindent 2 }}
+limits:
+  {{- with .Values.resources.limits.cpu }}
+  cpu: {{ . | quote }}
+  {{- end }}
+  memory: {{ .Values.resources.limits.memory | quote }}
+{{- end -}}
+
+{{/* The container securityContext, shared by the gateway and its init container. */}}
+{{- define "breakwater.containerSecurityContext" -}}
+runAsNonRoot: true
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+privileged: false
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* The channel catalog (catalog.*): where its ConfigMap is mounted. */}}
+{{- define "breakwater.catalogDir" -}}/etc/breakwater/catalog{{- end -}}
+
+{{/* "true" when a catalog is mounted (catalog.channels or catalog.existingConfigMap), empty when
+the gateway runs its built-in catalog. */}}
+{{- define "breakwater.catalogMounted" -}}
+{{- if or .Values.catalog.channels .Values.catalog.existingConfigMap -}}true{{- end -}}
+{{- end -}}
+
+{{/* The ConfigMap holding the catalog: the chart's own or catalog.existingConfigMap. */}}
+{{- define "breakwater.catalogConfigMapName" -}}
+{{- default (printf "%s-catalog" (include "breakwater.fullname" .)) .Values.catalog.existingConfigMap -}}
+{{- end -}}
+
+{{/* The key (file name) of the catalog in that ConfigMap: catalog.yaml in the chart's own. */}}
+{{- define "breakwater.catalogKey" -}}
+{{- if .Values.catalog.existingConfigMap -}}
+{{- .Values.catalog.existingConfigMapKey -}}
+{{- else -}}
+catalog.yaml
+{{- end -}}
+{{- end -}}
+
+{{/* BREAKWATER_CATALOG: the catalog file in the pod. */}}
+{{- define "breakwater.catalogFile" -}}
+{{- printf "%s/%s" (include "breakwater.catalogDir" .) (include "breakwater.catalogKey" .) -}}
+{{- end -}}
+
+{{/* The catalog file of catalog.channels: `channels:`, each channel's keys in the documented order
+(toYaml would sort them). The ConfigMap holds this text and checksum/catalog is its sha256, so the
+two cannot disagree. */}}
+{{- define "breakwater.catalog" -}}
+{{- $keys := list "name" "summary" "description" "deprecated" "compatibility" "payload" "examples" -}}
+# Channel catalog of release {{ .Release.Name }} (BREAKWATER_CATALOG), from the chart's catalog.channels.
+channels:
+{{- range $channel := .Values.catalog.channels }}
+{{- $item := list }}
+{{- range $key := $keys }}
+{{- if hasKey $channel $key }}
+{{- $item = append $item (toYaml (dict $key (get $channel $key))) }}
+{{- end }}
+{{- end }}
+{{ join "\n" $item | indent 4 | trimPrefix "    " | printf "  - %s" }}
+{{- end }}
+{{- end -}}
+
 {{/* Checks across values that values.schema.json cannot express with a clear message; included
 by the StatefulSet, so a bad combination fails the render. */}}
 {{- define "breakwater.validateValues" -}}
+{{- $catalog := .Values.catalog -}}
+{{- if and $catalog.channels $catalog.existingConfigMap -}}
+{{- fail (printf "catalog.channels and catalog.existingConfigMap are both set: the catalog is either inline (catalog.channels, rendered to a ConfigMap) or in the existing ConfigMap %q; unset one of them" $catalog.existingConfigMap) -}}
+{{- end -}}
+{{- $names := dict -}}
+{{- range $catalog.channels -}}
+{{- if hasKey $names .name -}}
+{{- fail (printf "catalog.channels: the channel %q is declared twice; channel names are routing keys and must be unique" .name) -}}
+{{- end -}}
+{{- $_ := set $names .name true -}}
+{{- end -}}
+{{- if $catalog.channels -}}
+{{- $size := len (include "breakwater.catalog" .) -}}
+{{- if gt $size 1048576 -}}
+{{- fail (printf "catalog.channels renders to %d bytes, more than a ConfigMap holds (1 MiB): make the payload schemas, descriptions and examples smaller" $size) -}}
+{{- end -}}
+{{- end -}}
 {{- $tls := .Values.broker.tls -}}
 {{- if $tls.enabled -}}
 {{- if not $tls.existingSecret -}}

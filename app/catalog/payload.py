@@ -1,0 +1,144 @@
+"""How a channel validates its payload and describes it: a pydantic model, or a JSON Schema.
+
+Both kinds answer the same three questions, so the ingress, the documents and the catalog checks
+never ask which kind a channel is: is this body valid (and what is its normalised JSON), what is
+wrong with it (every error, with its JSON Pointer), and which schema do the documents show.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any, Protocol
+
+import jsonschema_rs
+import simplejson
+from pydantic import ValidationError
+
+from .model import EventModel, parse_payload
+
+# A dead-letter reason travels in one AMQP header (a long string), and people read it.
+MAX_REASON_TEXT = 2000
+
+
+def pointer(path: Sequence[str | int]) -> str:
+    """The RFC 6901 JSON Pointer of a location in the payload ("" is the whole payload)."""
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
+
+
+class InvalidPayload(Exception):
+    """A body its channel refuses. `errors` is the 422's `detail` list: one object per error with
+    `type`, `loc` (the path as a list), `msg` and `pointer` (the same path as a JSON Pointer)."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(self.describe(errors))
+        self.errors = errors
+
+    @property
+    def reason(self) -> str:
+        """The errors in one line, as the dead-letter header carries them."""
+        return str(self)
+
+    @staticmethod
+    def describe(errors: Sequence[Mapping[str, Any]]) -> str:
+        parts = [f"{error['pointer'] or '/'}: {error['msg']}" for error in errors]
+        return "; ".join(parts)[:MAX_REASON_TEXT]
+
+
+class PayloadSchema(Protocol):
+    @property
+    def title(self) -> str:
+        """The payload's name in the documents (a model's class name)."""
+        ...
+
+    def validate(self, body: bytes) -> bytes:
+        """The normalised JSON of a valid body; raises InvalidPayload with every error."""
+        ...
+
+    def json_schema(self) -> dict[str, Any]:
+        """The schema the documents show: the one `validate` checks against."""
+        ...
+
+
+class ModelPayload:
+    """A pydantic model: validators of its own, decimals normalised to strings."""
+
+    def __init__(self, model: type[EventModel]) -> None:
+        self.model = model
+
+    @property
+    def title(self) -> str:
+        return self.model.__name__
+
+    def validate(self, body: bytes) -> bytes:
+        try:
+            return parse_payload(self.model, body).model_dump_json().encode()
+        except ValidationError as exc:
+            raise InvalidPayload(pydantic_errors(exc)) from None
+
+    def json_schema(self) -> dict[str, Any]:
+        return self.model.model_json_schema()
+
+
+def pydantic_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    errors = json.loads(exc.json(include_url=False, include_input=False))
+    for error in errors:
+        error["pointer"] = pointer(error["loc"])
+    return errors  # type: ignore[no-any-return]
+
+
+class JsonSchemaPayload:
+    """A JSON Schema (draft 2020-12) with every `$ref` already inlined (see `declarative`), so the
+    schema the documents show is the one validated against, byte for byte.
+
+    JSON numbers are parsed as Decimal and written back with every digit: a schema's `number` is
+    never silently turned into a float on its way to the consumer.
+    """
+
+    def __init__(self, schema: Mapping[str, Any], *, title: str) -> None:
+        self._schema = dict(schema)
+        self._title = title
+        # Formats (`email`, `date-time`, …) are checked: a catalog that says `format: email`
+        # means it, and the documents promise it.
+        self._validator = jsonschema_rs.validator_for(self._schema, validate_formats=True)
+
+    @property
+    def title(self) -> str:
+        return self._title
+
+    def validate(self, body: bytes) -> bytes:
+        try:
+            data = json.loads(body.decode("utf-8"), parse_float=Decimal, parse_constant=_refuse)
+        except (ValueError, RecursionError) as exc:
+            error = {"type": "json_invalid", "loc": [], "msg": f"Invalid JSON: {str(exc)[:200]}"}
+            raise InvalidPayload([{**error, "pointer": ""}]) from None
+        if not self._validator.is_valid(data):
+            raise InvalidPayload(self.errors(data))
+        return dump(data)
+
+    def errors(self, data: Any) -> list[dict[str, Any]]:
+        return [
+            {
+                "type": error.kind.__class__.__name__.lower(),
+                "loc": list(error.instance_path),
+                "msg": error.message,
+                "pointer": pointer(error.instance_path),
+            }
+            for error in self._validator.iter_errors(data)
+        ]
+
+    def json_schema(self) -> dict[str, Any]:
+        return dict(self._schema)
+
+
+def dump(data: Any) -> bytes:
+    """Compact JSON with Decimals written as the numbers they are (the stdlib would refuse them)."""
+    text: str = simplejson.dumps(
+        data, use_decimal=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return text.encode()
+
+
+def _refuse(name: str) -> object:
+    raise ValueError(f"{name} is not a number JSON allows")
