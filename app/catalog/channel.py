@@ -11,7 +11,14 @@ from functools import cached_property
 from typing import Any
 
 from .model import EventModel
-from .payload import InvalidPayload, JsonSchemaPayload, ModelPayload, PayloadSchema
+from .payload import (
+    InvalidPayload,
+    JsonSchemaPayload,
+    ModelPayload,
+    PayloadSchema,
+    UnusableSchema,
+    inline_refs,
+)
 
 # The name is the routing key and a path segment: lower case, dot-separated words, so that
 # `orders.created.v2` is a versioned channel and `orders.*` binds every orders channel.
@@ -62,7 +69,7 @@ class Channel:
     model: type[EventModel] | None = None
     schema: Mapping[str, Any] | None = None
     description: str = ""
-    examples: tuple[Mapping[str, Any], ...] = field(default=())
+    examples: tuple[Any, ...] = field(default=())  # JSON values, objects mostly
     deprecated: bool = False
     compatibility: Compatibility = Compatibility.backward
 
@@ -77,10 +84,11 @@ class Channel:
         if self.model is not None:
             return ModelPayload(self.model)
         assert self.schema is not None
-        return JsonSchemaPayload(self.schema, title=title_of(self.name))
+        # A declarative catalog has inlined its refs already: this is then a no-op check.
+        return JsonSchemaPayload(inline_refs(self.schema), title=title_of(self.name))
 
     @property
-    def example(self) -> Mapping[str, Any]:
+    def example(self) -> Any:
         """The first example: what the documents show first."""
         return self.examples[0] if self.examples else {}
 
@@ -105,6 +113,10 @@ class Channel:
             found.append(Problem(self.name, "/summary", "a one-line summary is required"))
         if not self.examples:
             found.append(Problem(self.name, "/examples", "at least one example is required"))
+        try:
+            self.payload  # noqa: B018 (builds the validator, which checks the schema)
+        except UnusableSchema as exc:
+            return [*found, Problem(self.name, "/schema" + exc.pointer, exc.message)]
         for index, example in enumerate(self.examples):
             where = f"/examples/{index}"
             try:
@@ -139,24 +151,10 @@ class Catalog(Mapping[str, Channel]):
         names = [channel.name for channel in self.channels]
         for name in sorted({n for n in names if names.count(n) > 1}):
             problems.append(Problem(name, "/name", f"{names.count(name)} channels have this name"))
-        # Distinct names can still share a payload name (`orders.created` and `orders-created`).
-        by_title: dict[str, dict[str, str]] = {}
-        for channel in self.channels:
-            schema = json.dumps(channel.payload.json_schema(), sort_keys=True, default=str)
-            by_title.setdefault(channel.payload.title, {})[channel.name] = schema
-        for title, schemas in by_title.items():
-            holders = list(schemas)
-            if len(set(schemas.values())) > 1:
-                problems.append(
-                    Problem(
-                        holders[-1],
-                        "/name",
-                        f"its payload name {title!r} is also that of {', '.join(holders[:-1])};"
-                        " the documents need one name per payload",
-                    )
-                )
         if not self.channels:
             problems.append(Problem("-", "/channels", "a catalog needs at least one channel"))
+        if not problems:  # every payload is usable: their names can be compared
+            problems = _shared_payload_names(self.channels)
         if problems:
             raise CatalogError(problems, source)
         self._by_name = {channel.name: channel for channel in self.channels}
@@ -172,3 +170,22 @@ class Catalog(Mapping[str, Channel]):
 
     def __repr__(self) -> str:
         return f"Catalog({list(self)!r}, source={self.source!r})"
+
+
+def _shared_payload_names(channels: Sequence[Channel]) -> list[Problem]:
+    """Distinct channels whose different payloads would get one name in the documents
+    (`orders.created` and `orders-created`); one model behind two channels is fine."""
+    by_title: dict[str, dict[str, str]] = {}
+    for channel in channels:
+        schema = json.dumps(channel.payload.json_schema(), sort_keys=True, default=str)
+        by_title.setdefault(channel.payload.title, {})[channel.name] = schema
+    found = []
+    for title, schemas in by_title.items():
+        holders = list(schemas)
+        if len(set(schemas.values())) > 1:
+            message = (
+                f"its payload name {title!r} is also that of {', '.join(holders[:-1])};"
+                " the documents need one name per payload"
+            )
+            found.append(Problem(holders[-1], "/name", message))
+    return found

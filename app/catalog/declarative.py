@@ -23,14 +23,12 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import jsonschema_rs
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .channel import Catalog, CatalogError, Channel, Compatibility, Problem
-from .payload import pointer
+from .payload import UnusableSchema, inline_refs, pointer
 
-DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
 CATALOG_SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -146,28 +144,10 @@ def _payload_schema(
         where, source = f"{where}/payloadFile", file
     else:
         raw, where, source = entry.payload, f"{where}/payload", base / "catalog"
-    if not isinstance(raw, dict):
-        return None, [Problem(label, where, "a payload schema must be a JSON object")]
-    if str(raw.get("$schema", DRAFT_2020_12)).rstrip("#") != DRAFT_2020_12:
-        message = f"only JSON Schema draft 2020-12 ({DRAFT_2020_12}) is supported"
-        return None, [Problem(label, f"{where}/$schema", message)]
     try:
-        jsonschema_rs.meta.validate({**raw, "$schema": DRAFT_2020_12})
-    except jsonschema_rs.ValidationError as exc:
-        at = where + pointer(exc.instance_path)
-        return None, [Problem(label, at, f"invalid schema: {exc.message}")]
-    try:
-        inlined = jsonschema_rs.dereference(
-            raw, retriever=_beside(base), base_uri=source.as_uri(), draft=jsonschema_rs.Draft202012
-        )
-    except (jsonschema_rs.ReferencingError, ValueError, OSError) as exc:
-        return None, [Problem(label, where, f"unresolvable $ref: {exc}")]
-    if _has_ref(inlined):
-        return None, [Problem(label, where, "a recursive $ref cannot be inlined: not supported")]
-    inlined.pop("$schema", None)
-    inlined.pop("$id", None)
-    inlined.pop("$defs", None)  # inlined wherever used
-    return inlined, []
+        return inline_refs(raw, base_uri=source.as_uri(), retriever=_beside(base)), []
+    except UnusableSchema as exc:
+        return None, [Problem(label, where + exc.pointer, exc.message)]
 
 
 def _beside(base: Path) -> Any:
@@ -185,11 +165,3 @@ def _beside(base: Path) -> Any:
             raise ValueError("; ".join(problem.message for problem in exc.problems)) from None
 
     return retrieve
-
-
-def _has_ref(node: Any) -> bool:
-    if isinstance(node, dict):
-        return "$ref" in node or any(_has_ref(value) for value in node.values())
-    if isinstance(node, list):
-        return any(_has_ref(item) for item in node)
-    return False

@@ -8,7 +8,7 @@ wrong with it (every error, with its JSON Pointer), and which schema do the docu
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -20,6 +20,7 @@ from .model import EventModel, parse_payload
 
 # A dead-letter reason travels in one AMQP header (a long string), and people read it.
 MAX_REASON_TEXT = 2000
+DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
 
 
 def pointer(path: Sequence[str | int]) -> str:
@@ -130,6 +131,56 @@ class JsonSchemaPayload:
 
     def json_schema(self) -> dict[str, Any]:
         return dict(self._schema)
+
+
+class UnusableSchema(Exception):
+    """A payload schema the gateway cannot validate with: where in it (a JSON Pointer), and why."""
+
+    def __init__(self, pointer: str, message: str) -> None:
+        super().__init__(f"{pointer or '/'}: {message}")
+        self.pointer = pointer
+        self.message = message
+
+
+def inline_refs(
+    schema: Any, *, base_uri: str | None = None, retriever: Callable[[str], Any] | None = None
+) -> dict[str, Any]:
+    """`schema` checked against the 2020-12 meta-schema, with every `$ref` inlined (external ones
+    only through `retriever`), ready for `JsonSchemaPayload`; UnusableSchema otherwise.
+
+    Inlined, the schema needs nothing beside it: the documents embed it as it is validated."""
+    if not isinstance(schema, Mapping):
+        raise UnusableSchema("", "a payload schema must be a JSON object")
+    raw = dict(schema)
+    if str(raw.get("$schema", DRAFT_2020_12)).rstrip("#") != DRAFT_2020_12:
+        raise UnusableSchema("/$schema", f"only JSON Schema draft 2020-12 ({DRAFT_2020_12})")
+    try:
+        jsonschema_rs.meta.validate({**raw, "$schema": DRAFT_2020_12})
+    except jsonschema_rs.ValidationError as exc:
+        raise UnusableSchema(pointer(exc.instance_path), f"invalid schema: {exc.message}") from None
+    try:
+        inlined: dict[str, Any] = jsonschema_rs.dereference(
+            raw,
+            retriever=retriever,
+            base_uri=base_uri,
+            draft=jsonschema_rs.Draft202012,
+            offline=retriever is None,
+        )
+    except (jsonschema_rs.ReferencingError, ValueError, OSError) as exc:
+        raise UnusableSchema("", f"unresolvable $ref: {exc}") from None
+    if _has_ref(inlined):
+        raise UnusableSchema("", "a recursive $ref cannot be inlined: not supported")
+    for key in ("$schema", "$id", "$defs"):  # `$defs` is inlined wherever it was used
+        inlined.pop(key, None)
+    return inlined
+
+
+def _has_ref(node: Any) -> bool:
+    if isinstance(node, dict):
+        return "$ref" in node or any(_has_ref(value) for value in node.values())
+    if isinstance(node, list):
+        return any(_has_ref(item) for item in node)
+    return False
 
 
 def dump(data: Any) -> bytes:

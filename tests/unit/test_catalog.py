@@ -313,3 +313,33 @@ def test_a_declared_catalogs_document_passes_the_reference_parser(tmp_path: Path
     marked = [op for op in operations if op.get("x-deprecated")]
     assert len(marked) == 2  # the deprecated channel's send and receive
     assert all(op["description"].startswith("**Deprecated:**") for op in marked)
+
+
+def test_a_python_catalog_can_hold_json_schema_channels_checked_the_same_way() -> None:
+    local = {"$defs": {"id": {"type": "string"}}, "properties": {"id": {"$ref": "#/$defs/id"}}}
+    remote = {"properties": {"id": {"$ref": "https://schemas.example.org/id.json"}}}
+
+    catalog = Catalog(
+        [Channel(name="ids.issued", schema=local, summary="s", examples=[{"id": "a"}])]
+    )
+    with pytest.raises(CatalogError) as raised:
+        Catalog([Channel(name="ids.remote", schema=remote, summary="s", examples=[{"id": "a"}])])
+
+    assert catalog["ids.issued"].payload.json_schema() == {"properties": {"id": {"type": "string"}}}
+    [problem] = raised.value.problems
+    assert str(problem).startswith("ids.remote: #/schema: unresolvable $ref")
+
+
+def test_two_payloads_that_would_share_a_name_in_the_documents_are_a_problem() -> None:
+    def channel(name: str, kind: str) -> Channel:
+        return Channel(
+            name=name, schema={"type": kind}, summary="s", examples=["x" if kind == "string" else 1]
+        )
+
+    with pytest.raises(CatalogError) as raised:
+        Catalog([channel("parcels.sent", "string"), channel("parcels-sent", "integer")])
+
+    assert [str(problem) for problem in raised.value.problems] == [
+        "parcels-sent: #/name: its payload name 'ParcelsSent' is also that of parcels.sent;"
+        " the documents need one name per payload"
+    ]
