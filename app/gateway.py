@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -101,6 +102,8 @@ class Gateway:
             ingress.on_rejected = self.metrics.event_rejected
             ingress.on_deprecated = self.metrics.deprecated_event
         self.replayer.on_replayed = self.metrics.event_replayed
+        for link in (self.link, self.inbound_link):
+            link.on_mismatches = functools.partial(self.metrics.topology, link.role)
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         connected = self.link.is_connected
@@ -116,11 +119,18 @@ class Gateway:
             "store_depth": self.store.depth(),
             "store_bytes": self.store.used_bytes(),
         }
+        topology = self.topology()
+        if topology:
+            body["topology_mismatches"] = topology
         stranded = self.stranded()
         if stranded:
             # Still ready: new events are taken. But these wait for an operator (README).
             body["stranded_channels"] = stranded
         return ready, body
+
+    def topology(self) -> list[str]:
+        """What the brokers hold that differs from what the gateway declares, and its cost."""
+        return [str(m) for link in (self.link, self.inbound_link) for m in link.mismatches]
 
     def stranded(self) -> dict[str, int]:
         """Stored events of channels the loaded catalog does not have, by channel: kept, not
@@ -173,6 +183,7 @@ class Gateway:
                 window_s=rate[1] if rate else None,
                 replayed_total=self.replayer.replayed,
             ),
+            topology=tuple(self.topology()),
             channels=tuple(
                 ChannelStatus(
                     name=name,

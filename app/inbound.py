@@ -29,7 +29,12 @@ from . import amqp_decoding
 from .acks import AckWindow
 from .catalog import Catalog, Channel
 from .link import SupervisedLink
-from .topology import declare_dead_letter, declare_inbound_queue
+from .topology import (
+    DEAD_LETTER_EXCHANGE,
+    Declarer,
+    declare_dead_letter,
+    declare_inbound_queue,
+)
 
 log = logging.getLogger("breakwater.inbound")
 
@@ -111,13 +116,20 @@ class InboundLink(SupervisedLink):
                     await window.drain()
 
     async def _opened(self, connection: AbstractConnection) -> Sequence[AbstractChannel]:
+        declarer = Declarer(connection)
+        await declare_dead_letter(declarer)
+        for event_channel in self._catalog.values():
+            await declare_inbound_queue(declarer, event_channel.inbound_queue)
+        await declarer.close()
+        self._note_mismatches(declarer.mismatches)
         dead_letter_channel = await connection.channel(publisher_confirms=True)
-        self._dead_letter = await declare_dead_letter(dead_letter_channel)
+        self._dead_letter = await dead_letter_channel.get_exchange(
+            DEAD_LETTER_EXCHANGE, ensure=False
+        )
         channels: list[AbstractChannel] = [dead_letter_channel]
         for event_channel in self._catalog.values():
             channel = await connection.channel()
             await channel.set_qos(prefetch_count=self._prefetch)
-            await declare_inbound_queue(channel, event_channel.inbound_queue)
             underlay = await channel.get_underlay_channel()
             underlay.on_consumer_cancel_callbacks.add(self._cancelled_by_broker)
             window = AckWindow(underlay)

@@ -14,11 +14,13 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from yarl import URL
+
+from .topology import Mismatch
 
 # A dead peer is noticed after (heartbeat + 1) * 3 s; 60 s (the default) would mean 3 minutes.
 HEARTBEAT_S = 10
@@ -69,6 +71,10 @@ class SupervisedLink:
         self._connected_url: str | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self.ever_connected = asyncio.Event()
+        #: Objects found on the broker with other arguments than the gateway declares, as of
+        #: the last connect (see `topology.Declarer`).
+        self.mismatches: tuple[Mismatch, ...] = ()
+        self.on_mismatches: Callable[[Sequence[Mismatch]], None] = lambda found: None
 
     # -- for subclasses ----------------------------------------------------------------------
 
@@ -80,6 +86,16 @@ class SupervisedLink:
     async def _lost(self) -> None:
         """Forget the channels of the connection that is going (called before it is closed)."""
         raise NotImplementedError
+
+    def _note_mismatches(self, found: Sequence[Mismatch]) -> None:
+        """Say once (not on every reconnect) what the broker holds that differs from what the
+        gateway declares."""
+        found = tuple(found)
+        if found != self.mismatches:
+            for mismatch in found:
+                self._log.warning("%s", mismatch)
+            self.mismatches = found
+            self.on_mismatches(found)
 
     # -- public -------------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 
 from prometheus_client import (
     CollectorRegistry,
@@ -14,6 +14,7 @@ from prometheus_client import (
 
 from .breaker import BreakerState
 from .events import DeliveryPath
+from .topology import Mismatch
 
 BREAKER_STATE_VALUES = {BreakerState.closed: 0, BreakerState.half_open: 1, BreakerState.open: 2}
 # A label value must not come from the client unchecked: unknown channels are counted together.
@@ -23,6 +24,7 @@ UNKNOWN_CHANNEL = "unknown"
 class Metrics:
     def __init__(self, channels: Collection[str] = ()) -> None:
         self._channels = frozenset(channels)
+        self._mismatches: dict[str, tuple[Mismatch, ...]] = {}
         # `_created` series double every counter's cardinality and no dashboard reads them.
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
@@ -72,6 +74,13 @@ class Metrics:
             ["channel"],
             registry=self.registry,
         )
+        self.topology_mismatch = Gauge(
+            "breakwater_topology_mismatch",
+            "1 for each exchange or queue that exists with other arguments than the gateway"
+            " declares (it is used as it is; the status page says what that costs).",
+            ["link", "kind", "name"],
+            registry=self.registry,
+        )
         for channel in channels:
             for status in ("published", "stored"):
                 self.accepted.labels(channel, status)
@@ -105,3 +114,11 @@ class Metrics:
 
     def published(self, channel: str, seconds: float, path: DeliveryPath) -> None:
         self.publish_seconds.labels(path.value).observe(seconds)
+
+    def topology(self, link: str, found: Sequence[Mismatch]) -> None:
+        """The mismatches a link found on its last connect, replacing what it found before."""
+        self._mismatches[link] = tuple(found)
+        self.topology_mismatch.clear()
+        for name, mismatches in self._mismatches.items():
+            for mismatch in mismatches:
+                self.topology_mismatch.labels(name, mismatch.kind, mismatch.name).set(1)

@@ -19,7 +19,7 @@ from pamqp.common import FieldTable
 
 from .events import CONTENT_TYPE, PATH_HEADER, DeliveryPath, Event
 from .link import SupervisedLink
-from .topology import EVENTS_EXCHANGE, declare_outbound
+from .topology import EVENTS_EXCHANGE, Declarer, declare_outbound
 
 
 class BrokerUnavailable(Exception):
@@ -118,8 +118,11 @@ class OutboundLink(SupervisedLink):
             raise BrokerUnavailable(f"publish not confirmed: {confirmation!r}")
 
     async def _opened(self, connection: AbstractConnection) -> Sequence[AbstractChannel]:
+        declarer = Declarer(connection)
+        await declare_outbound(declarer)
+        await declarer.close()
+        self._note_mismatches(declarer.mismatches)
         channel: Any = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        await declare_outbound(channel)
         self._amqp_channel = await channel.get_underlay_channel()
         self._channel = channel
         return [channel]

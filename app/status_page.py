@@ -87,6 +87,8 @@ class StatusSnapshot:
     replay: ReplayStatus
     channels: tuple[ChannelStatus, ...]
     refresh_s: int = REFRESH_S
+    topology: tuple[str, ...] = ()
+    """Broker objects that exist with other arguments than the gateway declares, and what it costs."""
 
 
 class RateMeter:
@@ -289,6 +291,14 @@ def _store_card(snapshot: StatusSnapshot) -> str:
     return _card("Fallback store", body, wide=True)
 
 
+def _topology_card(snapshot: StatusSnapshot) -> str:
+    if not snapshot.topology:
+        return ""
+    items = "".join(f"<li>{escape(line)}</li>" for line in snapshot.topology)
+    body = f'<ul class="warn-text" id="topology">{items}</ul>'
+    return _card("Broker objects declared by someone else", body, wide=True)
+
+
 def _rejected_cell(rejected: Mapping[str, int]) -> str:
     total = sum(rejected.values())
     if not total:
@@ -434,6 +444,7 @@ def render(snapshot: StatusSnapshot) -> str:
         )
         + _replay_card(snapshot)
         + _store_card(snapshot)
+        + _topology_card(snapshot)
         + _channels_table(snapshot)
     )
     return f"""<!DOCTYPE html>

@@ -43,6 +43,7 @@ from app.breaker import BreakerState
 from app.events import DeliveryPath
 from app.metrics import BREAKER_STATE_VALUES, Metrics
 from app.settings import Settings
+from app.topology import Mismatch
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "breakwater"
@@ -1277,6 +1278,7 @@ def exported_series() -> dict[str, tuple[str, frozenset[str]]]:
     metrics.event_rejected("orders", "invalid_payload")
     metrics.event_replayed("orders")
     metrics.deprecated_event("orders")
+    metrics.topology("outbound", [Mismatch("exchange", "breakwater.events", "differs", "costs")])
     for path in DeliveryPath:
         metrics.published("orders", 0.01, path)
     text = generate_latest(metrics.registry).decode()
