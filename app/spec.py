@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import re
 from collections.abc import Iterator, Sequence
 from io import StringIO
 from typing import Any
@@ -23,11 +24,12 @@ from urllib.parse import quote, unquote
 import yaml
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange
 from faststream.specification import AsyncAPI
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from yarl import URL
 
 from . import __version__
-from .amqp_ingress import DEAD_LETTER_Q, REQUEUE_DELAY_S, documented_broker, inbound_queue
+from .amqp_ingress import DEAD_LETTER, REQUEUE_DELAY_S, documented_broker, inbound_queue
 from .catalog import Catalog, Channel, InvalidPayload
 from .catalog.payload import MAX_REASON_TEXT
 from .events import CONTENT_TYPE, ERROR_HEADER, PATH_HEADER, SOURCE_QUEUE_HEADER, DeliveryPath
@@ -112,7 +114,12 @@ bound for is kept in the queue `{UNROUTED}` (the exchange's alternate exchange),
 
 ## Consuming
 Bind a queue to `{EVENTS_EXCHANGE}` with a channel name as binding key (`orders.created`) or a \
-pattern (`orders.*`). Each `send` operation below is one routing key.
+pattern (`orders.*`). Each `send` operation below is one routing key. Declare your own queue \
+only: the gateway declares `{EVENTS_EXCHANGE}` (topic, durable, `alternate-exchange: {UNROUTED}`). \
+If your client must declare the exchange, declare it passively or with exactly those arguments: \
+RabbitMQ keeps an exchange's first arguments, and one declared without the alternate exchange \
+makes the gateway refuse events nobody is bound for instead of parking them (it says so on \
+`/readyz`). Deduplicate by `message_id`.
 
 ## Producing
 - **HTTP:** `POST /v1/events/{{channel}}` with the JSON payload as the body. `202` \
@@ -171,12 +178,13 @@ def _spec_broker(catalog: Sequence[Channel]) -> RabbitBroker:
             ),
         )
     broker.publisher(
-        queue=DEAD_LETTER_Q,
+        exchange=DEAD_LETTER,
         persist=True,
-        title=f"{DEAD_LETTER_QUEUE}:publish",
+        title=f"{DEAD_LETTER_EXCHANGE}:publish",
         description=(
-            f"Inbound messages the gateway could not take: a durable queue on the inbound broker,"
-            f" bound to the fanout exchange `{DEAD_LETTER_EXCHANGE}`."
+            f"Inbound messages the gateway could not take: the fanout exchange"
+            f" `{DEAD_LETTER_EXCHANGE}` on the inbound broker, which the gateway binds to the"
+            f" durable queue `{DEAD_LETTER_QUEUE}`. Read that queue, or bind one of your own."
         ),
     )
     return broker
@@ -276,18 +284,20 @@ def complete(generated: dict[str, Any], catalog: Sequence[Channel]) -> dict[str,
             if isinstance(binding, dict) and "vhost" in binding:
                 binding["vhost"] = _vhost(url)
 
+    schemas, payload_refs = payload_schemas(catalog)
+    doc["components"]["schemas"] = schemas
     outbound: list[str] = []
     inbound: list[str] = []
     for channel in catalog:
         out_key = _channel_key(doc, exchange=EVENTS_EXCHANGE, address=channel.name)
         in_key = _channel_key(doc, queue=channel.inbound_queue)
-        _complete_outbound(doc, out_key, channel)
-        payload = copy.deepcopy(_message(doc, out_key)["payload"])
-        _complete_inbound(doc, in_key, channel, payload=payload)
+        sent, accepted = payload_refs[channel.name]
+        _complete_outbound(doc, out_key, channel, payload={"$ref": sent})
+        _complete_inbound(doc, in_key, channel, payload={"$ref": accepted})
         outbound.append(out_key)
         inbound.append(in_key)
-    dead_key = _channel_key(doc, address=DEAD_LETTER_QUEUE)
-    _complete_dead_letter(doc, dead_key, catalog, vhost=_vhost(url))
+    dead_key = _channel_key(doc, exchange=DEAD_LETTER_EXCHANGE)
+    _complete_dead_letter(doc, dead_key, catalog)
 
     doc["servers"] = {
         "outbound": _server(
@@ -319,11 +329,13 @@ def complete(generated: dict[str, Any], catalog: Sequence[Channel]) -> dict[str,
     )
     _prune_schemas(doc)
     doc["components"]["schemas"] = dict(sorted(doc["components"]["schemas"].items()))
+    doc = rename(doc, catalog, outbound=outbound, inbound=inbound, dead_letter=dead_key)
     head = ("asyncapi", "info", "defaultContentType", "servers", "channels", "operations")
     return _ordered(doc, head)
 
 
 # The order of an object's fields in the document: the order the AsyncAPI spec lists them in.
+CHANNEL_FIELDS = ("address", "title", "summary", "description", "servers", "messages", "bindings")
 OPERATION_FIELDS = ("action", "title", "summary", "description", "channel", "messages", "bindings")
 MESSAGE_FIELDS = (
     "title",
@@ -339,7 +351,9 @@ MESSAGE_FIELDS = (
 )
 
 
-def _complete_outbound(doc: dict[str, Any], key: str, channel: Channel) -> None:
+def _complete_outbound(
+    doc: dict[str, Any], key: str, channel: Channel, payload: dict[str, Any]
+) -> None:
     _amqp(doc["channels"][key])["exchange"]["x-arguments"] = dict(EVENTS_EXCHANGE_ARGUMENTS)
     operation = doc["operations"][_operation_key(doc, key)]
     operation["title"] = f"{channel.name} events"
@@ -357,8 +371,8 @@ def _complete_outbound(doc: dict[str, Any], key: str, channel: Channel) -> None:
     _replace_message(
         doc,
         key,
-        payload=_payload(doc, key, channel),
-        title=channel.name,
+        payload=payload,
+        title=channel.payload.title,
         name=channel.payload.title,
         summary=channel.summary,
         description=f"One `{channel.name}` event. Its envelope:\n\n{_envelope_table()}\n",
@@ -394,6 +408,8 @@ def _complete_inbound(
 ) -> None:
     _amqp(doc["channels"][key])["queue"]["x-arguments"] = dict(inbound_queue(channel).arguments)
     operation = doc["operations"][_operation_key(doc, key)]
+    # `cc` is the routing keys of a publish; the gateway publishes nothing here, it consumes.
+    operation["bindings"]["amqp"].pop("cc", None)
     operation["title"] = f"{channel.name} from producers"
     operation["summary"] = f"Producers publish `{channel.name}` payloads to this queue."
     _mark_deprecated(operation, channel)
@@ -409,8 +425,8 @@ def _complete_inbound(
     _replace_message(
         doc,
         key,
-        title=f"{channel.name} (inbound)",
-        name=channel.payload.title,
+        title=f"{channel.payload.title}{INBOUND_SUFFIX}",
+        name=f"{channel.payload.title}{INBOUND_SUFFIX}",
         summary=channel.summary,
         description=(
             f"The payload of one `{channel.name}` event as JSON; no envelope is needed. Optional"
@@ -433,24 +449,9 @@ def _complete_inbound(
     )
 
 
-def _complete_dead_letter(
-    doc: dict[str, Any], key: str, catalog: Sequence[Channel], *, vhost: str
-) -> None:
-    # FastStream renders a publisher as a routing key on an exchange (here the default one); the
-    # channel readers need is the queue that the ingress declares and binds to the exchange.
-    queue = DEAD_LETTER_Q
-    doc["channels"][key]["bindings"]["amqp"] = {
-        "is": "queue",
-        "queue": {
-            "name": queue.name,
-            "durable": queue.durable,
-            "exclusive": queue.exclusive,
-            "autoDelete": queue.auto_delete,
-            "vhost": vhost,
-            "x-arguments": dict(queue.arguments or {}),
-        },
-        "bindingVersion": AMQP_BINDING_VERSION,
-    }
+def _complete_dead_letter(doc: dict[str, Any], key: str, catalog: Sequence[Channel]) -> None:
+    # A fanout exchange has no routing key to address: `null`, in the spec's own terms.
+    doc["channels"][key] = _ordered({**doc["channels"][key], "address": None}, CHANNEL_FIELDS)
     operation = doc["operations"][_operation_key(doc, key)]
     operation["title"] = "Dead letters"
     operation["summary"] = "Inbound messages the gateway rejected."
@@ -460,13 +461,15 @@ def _complete_dead_letter(
         f" the inbound queue's name as routing key and the reason in `{ERROR_HEADER}`, then acks"
         f" the original. `{DEAD_LETTER_EXCHANGE}` is bound to `{DEAD_LETTER_QUEUE}`."
     )
-    operation["bindings"]["amqp"]["cc"] = [channel.inbound_queue for channel in catalog]
+    # A fanout exchange ignores routing keys: no `cc` to read meaning into.
+    operation["bindings"]["amqp"].pop("cc", None)
     first = catalog[0]
     rejected, reason = _invalid_example(first)
     _replace_message(
         doc,
         key,
-        title="Dead letter",
+        content_type="application/octet-stream",
+        title="DeadLetter",
         name="DeadLetter",
         summary="An inbound message the gateway could not take, with the reason.",
         description=(
@@ -490,6 +493,7 @@ def _complete_dead_letter(
                     "description": "The inbound queue the message was taken from.",
                 },
             },
+            "required": [ERROR_HEADER, SOURCE_QUEUE_HEADER],
             "additionalProperties": True,
         },
         correlationId={
@@ -497,14 +501,17 @@ def _complete_dead_letter(
             "location": "$message.header#/correlation_id",
         },
         payload={
-            "description": "The rejected body, unchanged: it may not be JSON at all.",
+            "type": "string",
+            "format": "binary",
+            "description": "The rejected body, byte for byte: it may not be JSON at all (its"
+            " original content type, if any, is kept in the `content_type` property).",
         },
         examples=[
             {
                 "name": f"{first.name}.invalid",
                 "summary": f"The `{first.name}` example without a required field.",
                 "headers": {ERROR_HEADER: reason, SOURCE_QUEUE_HEADER: first.inbound_queue},
-                "payload": rejected,
+                "payload": json.dumps(rejected),
             }
         ],
     )
@@ -525,15 +532,116 @@ def _invalid_example(channel: Channel) -> tuple[dict[str, Any], str]:
     raise AssertionError(f"{channel.name}: no invalid example found for the dead-letter message")
 
 
-def _payload(doc: dict[str, Any], channel_key: str, channel: Channel) -> dict[str, Any]:
-    """The outbound message's payload: FastStream's rendering of a model, or the JSON Schema the
-    gateway validates a declarative channel with, as a component of its own."""
-    generated: dict[str, Any] = _message(doc, channel_key)["payload"]
-    if channel.model is not None:
-        return generated
-    title = channel.payload.title
-    doc["components"]["schemas"][title] = {"title": title, **channel.payload.json_schema()}
-    return {"$ref": _pointer("components", "schemas", title)}
+def payload_schemas(
+    catalog: Sequence[Channel],
+) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
+    """The payload schemas of the document, and per channel the references of what it sends
+    (outbound events) and what it accepts (inbound messages).
+
+    A model is described twice where the two differ: as the gateway writes it (`OrderCreated`:
+    decimals as plain strings) and as producers may send it (`OrderCreatedInput`: decimals as
+    numbers or strings). A JSON Schema channel forwards what it validated: one schema for both.
+    """
+    models = list(dict.fromkeys(c.model for c in catalog if c.model is not None))
+    modes: tuple[JsonSchemaMode, ...] = ("serialization", "validation")
+    keys: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (m, mode) for mode in modes for m in models
+    ]
+    refs, definitions = models_json_schema(keys, ref_template=_SCHEMA_REF + "{model}")
+    # pydantic names the two forms `X-Output` and `X-Input` when they differ: not identifiers.
+    renamed = json.loads(
+        re.sub(
+            r'(#/components/schemas/)?([A-Za-z0-9_]+)-(Output|Input)"',
+            lambda m: f'{m[1] or ""}{m[2]}{"Input" if m[3] == "Input" else ""}"',
+            json.dumps(definitions.get("$defs", {})),
+        )
+    )
+    schemas: dict[str, Any] = dict(renamed)
+    found: dict[str, tuple[str, str]] = {}
+    for channel in catalog:
+        if channel.model is not None:
+            sent = _renamed_ref(refs[(channel.model, "serialization")]["$ref"])
+            accepted = _renamed_ref(refs[(channel.model, "validation")]["$ref"])
+        else:
+            title = channel.payload.title
+            schemas[title] = {"title": title, **channel.payload.json_schema()}
+            sent = accepted = _SCHEMA_REF + title
+        found[channel.name] = (sent, accepted)
+    return schemas, found
+
+
+_SCHEMA_REF = "#/components/schemas/"
+
+
+def _renamed_ref(ref: str) -> str:
+    return re.sub(r"-Output$", "", re.sub(r"-Input$", "Input", ref))
+
+
+INBOUND_SUFFIX = "Inbound"
+
+
+def rename(
+    doc: dict[str, Any],
+    catalog: Sequence[Channel],
+    *,
+    outbound: Sequence[str],
+    inbound: Sequence[str],
+    dead_letter: str,
+) -> dict[str, Any]:
+    """Keys that are identifiers in common languages, for the clients generated from the
+    document: `ordersCreated` (channel), `sendOrdersCreated` (operation), `OrderCreated`
+    (message); FastStream's keys (`orders.created:publish`, `...:Message`) are neither, and the
+    `in` of `breakwater.in.<channel>` is a keyword in Python and JavaScript."""
+    channels: dict[str, str] = {}
+    operations: dict[str, str] = {}
+    messages: dict[str, str] = {}
+    for channel, out_key, in_key in zip(catalog, outbound, inbound, strict=True):
+        name = _camel(channel.name)
+        channels[out_key] = name
+        channels[in_key] = name + INBOUND_SUFFIX
+        operations[_operation_key(doc, out_key)] = "send" + name[0].upper() + name[1:]
+        operations[_operation_key(doc, in_key)] = "receive" + name[0].upper() + name[1:]
+        messages[_message_key(doc, out_key)] = channel.payload.title
+        messages[_message_key(doc, in_key)] = channel.payload.title + INBOUND_SUFFIX
+    channels[dead_letter] = "deadLetters"
+    operations[_operation_key(doc, dead_letter)] = "sendDeadLetter"
+    messages[_message_key(doc, dead_letter)] = "DeadLetter"
+
+    out = copy.deepcopy(doc)
+    out["channels"] = {}
+    for key, channel_obj in doc["channels"].items():
+        message = messages[_message_key(doc, key)]
+        renamed = {
+            **channel_obj,
+            "messages": {message: {"$ref": _pointer("components", "messages", message)}},
+        }
+        out["channels"][channels[key]] = renamed
+    out["operations"] = {}
+    for key, operation in doc["operations"].items():
+        channel_key = _channel_of(operation)
+        message = messages[_message_key(doc, channel_key)]
+        out["operations"][operations[key]] = {
+            **operation,
+            "channel": {"$ref": _pointer("channels", channels[channel_key])},
+            "messages": [
+                {"$ref": _pointer("channels", channels[channel_key], "messages", message)}
+            ],
+        }
+    out["components"]["messages"] = {
+        messages[key]: message for key, message in doc["components"]["messages"].items()
+    }
+    return out
+
+
+def _channel_of(operation: dict[str, Any]) -> str:
+    ref = str(operation["channel"]["$ref"]).removeprefix("#/channels/")
+    return unquote(ref).replace("~1", "/").replace("~0", "~")
+
+
+def _camel(name: str) -> str:
+    """`orders.created.v2` → `ordersCreatedV2`."""
+    first, *rest = re.split(r"[._-]", name)
+    return first + "".join(word.capitalize() for word in rest)
 
 
 def _with_catalog_text(channel: Channel, text: str) -> str:
@@ -552,6 +660,7 @@ def _replace_message(
     channel_key: str,
     *,
     payload: dict[str, Any] | None = None,
+    content_type: str = CONTENT_TYPE,
     **fields: Any,
 ) -> None:
     message_key = _message_key(doc, channel_key)
@@ -559,7 +668,7 @@ def _replace_message(
     merged = {
         **generated,
         **fields,
-        "contentType": CONTENT_TYPE,
+        "contentType": content_type,
         "payload": generated["payload"] if payload is None else payload,
     }
     doc["components"]["messages"][message_key] = _ordered(merged, MESSAGE_FIELDS)

@@ -5,19 +5,55 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_core import InitErrorDetails
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    PlainSerializer,
+    ValidationError,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, InitErrorDetails
 
 CurrencyCode = Annotated[
     str,
     Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 currency code, three upper-case letters."),
 ]
 
-# Money travels as decimal strings (or JSON numbers) and is never a float: `0.1 + 0.2` must total.
-# NaN and Infinity are refused by `allow_inf_nan=False`.
-Money = Annotated[Decimal, Field(allow_inf_nan=False, max_digits=18, decimal_places=6)]
+# What a decimal looks like on the wire when the gateway writes it: plain notation, never `1E+2`.
+DECIMAL_PATTERN = r"^-?[0-9]{1,18}(\.[0-9]{1,6})?$"
+
+
+class _DecimalOnTheWire:
+    """The JSON Schema of a decimal as it travels: producers may send a JSON number or a decimal
+    string (one schema with both types, since simple validators misread a typeless `anyOf`);
+    consumers always get a string in plain notation."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        generated = handler(core_schema)
+        if handler.mode == "serialization":
+            return {"type": "string", "pattern": DECIMAL_PATTERN}
+        # pydantic says anyOf [number with its bounds, string]: keep the bounds (they apply to
+        # numbers only) and describe strings by the pattern.
+        branches: list[dict[str, Any]] = generated.get("anyOf", [])
+        number = next((branch for branch in branches if branch.get("type") == "number"), {})
+        bounds = {key: value for key, value in number.items() if key != "type"}
+        return {"type": ["number", "string"], "pattern": DECIMAL_PATTERN, **bounds}
+
+
+# Money travels as decimal strings (or JSON numbers in) and is never a float: `0.1 + 0.2` must
+# total. NaN and Infinity are refused by `allow_inf_nan=False`.
+Money = Annotated[
+    Decimal,
+    Field(allow_inf_nan=False, max_digits=18, decimal_places=6),
+    _DecimalOnTheWire(),
+    PlainSerializer(lambda value: format(value, "f"), return_type=str, when_used="json"),
+]
 
 
 class EventModel(BaseModel):

@@ -4,13 +4,16 @@ and the reference AsyncAPI parser (npm @asyncapi/parser) accepts it."""
 from __future__ import annotations
 
 import dataclasses
+import keyword
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 from pydantic import Field, create_model
@@ -18,7 +21,7 @@ from pydantic import Field, create_model
 from app import spec
 from app.catalog import Catalog
 from app.catalog.default import DEFAULT_CATALOG, OrderCreated
-from app.events import ERROR_HEADER, PATH_HEADER
+from app.events import ERROR_HEADER, PATH_HEADER, SOURCE_QUEUE_HEADER
 from app.gateway import Gateway
 from app.settings import Settings
 from app.topology import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, EVENTS_EXCHANGE, UNROUTED
@@ -60,7 +63,7 @@ def _channels_on(document: dict[str, Any], **binding: str) -> dict[str, str]:
     for key, channel in document["channels"].items():
         amqp = channel["bindings"]["amqp"]
         if all(amqp.get(kind, {}).get("name") == name for kind, name in binding.items()):
-            found[channel["address"]] = key
+            found[channel.get("address")] = key
     return found
 
 
@@ -180,22 +183,77 @@ def test_inbound_queues_are_quorum_queues_with_the_channel_payload(
         assert inbound["servers"] == [{"$ref": "#/servers/inbound"}]
 
         message = _message(document, key)
-        assert message["payload"] == {"$ref": f"#/components/schemas/{channel.model.__name__}"}
+        accepted = message["payload"]["$ref"].removeprefix("#/components/schemas/")
+        assert accepted.startswith(channel.model.__name__)
+        schema = jsonschema.Draft202012Validator(
+            {**document["components"]["schemas"][accepted], "components": document["components"]}
+        )
         for example in message["examples"]:
             channel.model.model_validate(example["payload"])
+            schema.validate(example["payload"])
+        assert bool(operation_of(document, key)["bindings"]["amqp"].get("cc")) is False
 
     assert "EmptyPayload" not in document["components"]["schemas"]
 
 
-def test_the_dead_letter_queue_documents_why_a_message_is_there(document: dict[str, Any]) -> None:
-    [key] = _channels_on(document, queue=DEAD_LETTER_QUEUE).values()
-    message = _message(document, key)
+def operation_of(document: dict[str, Any], channel_key: str) -> dict[str, Any]:
+    [operation] = [
+        op for op in document["operations"].values() if op["channel"]["$ref"].endswith(channel_key)
+    ]
+    return operation
 
-    assert ERROR_HEADER in message["headers"]["properties"]
+
+def test_the_dead_letter_topology_reads_the_same_in_channel_operation_and_message(
+    document: dict[str, Any],
+) -> None:
+    [key] = _channels_on(document, exchange=DEAD_LETTER_EXCHANGE).values()
+    channel = document["channels"][key]
+    message = _message(document, key)
+    operation = operation_of(document, key)
+
+    assert channel["bindings"]["amqp"]["is"] == "routingKey"
+    assert channel["bindings"]["amqp"]["exchange"]["type"] == "fanout"
+    assert DEAD_LETTER_QUEUE in channel["description"]
+    assert operation["action"] == "send"
+    assert "cc" not in operation["bindings"]["amqp"]
+    assert message["contentType"] == "application/octet-stream"
+    assert message["payload"]["type"] == "string"
+    assert message["headers"]["required"] == [ERROR_HEADER, SOURCE_QUEUE_HEADER]
     [example] = message["examples"]
-    assert example["headers"][ERROR_HEADER]
+    assert example["headers"][ERROR_HEADER].startswith("/")  # a JSON Pointer, then the reason
     with pytest.raises(ValueError, match="Field required"):
-        CATALOG[0].model.model_validate(example["payload"])
+        CATALOG[0].model.model_validate_json(example["payload"])
+
+
+IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
+KEYWORDS = set(keyword.kwlist) | {"in", "function", "class", "default", "new", "delete"}
+
+
+def test_keys_are_identifiers_in_common_languages(document: dict[str, Any]) -> None:
+    keys = [
+        *document["channels"],
+        *document["operations"],
+        *document["components"]["messages"],
+        *document["components"]["schemas"],
+        *(m for c in document["channels"].values() for m in c["messages"]),
+    ]
+
+    assert all(IDENTIFIER.match(key) and key.lower() not in KEYWORDS for key in keys), keys
+    assert set(document["components"]["messages"]) >= {c.model.__name__ for c in CATALOG}
+
+
+def test_outbound_decimals_are_strings_with_a_pattern_and_inbound_takes_both(
+    document: dict[str, Any],
+) -> None:
+    schemas = document["components"]["schemas"]
+    sent = schemas["OrderCreated"]["properties"]["total"]
+    accepted = schemas["OrderCreatedInput"]["properties"]["total"]
+
+    assert sent["type"] == "string"
+    assert re.match(sent["pattern"], "25.00")
+    assert not re.match(sent["pattern"], "1E+2")
+    assert accepted["type"] == ["number", "string"]
+    assert schemas["OrderLineInput"]["properties"]["unit_price"]["minimum"] == 0
 
 
 def test_info_states_the_guarantees_and_the_http_ingress(document: dict[str, Any]) -> None:
