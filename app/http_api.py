@@ -5,6 +5,8 @@ It is mounted behind FastStream's ASGI app, which serves the AsyncAPI page itsel
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 import re
@@ -16,6 +18,7 @@ from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from .catalog import Catalog, InvalidPayload
 from .events import Event
@@ -42,7 +45,9 @@ _STATUS_PAGE_HEADERS = {
 
 
 class BodyTooLarge(Exception):
-    pass
+    def __init__(self, *, unread: bool) -> None:
+        super().__init__("body too large")
+        self.unread = unread  # the client is (or may be) still sending the rest
 
 
 def _error(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -53,15 +58,49 @@ async def read_limited_body(request: Request, limit: int) -> bytes:
     """The body, or BodyTooLarge as soon as it passes `limit` (nothing more is read)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
+        raise BodyTooLarge(unread=int(declared) > 0)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        chunk: bytes = message.get("body", b"")
+        more = bool(message.get("more_body", False))
         size += len(chunk)
         if size > limit:
-            raise BodyTooLarge
+            raise BodyTooLarge(unread=more)
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not more:
+            return b"".join(chunks)
+
+
+# A lingering close, as nginx does it: after a 413 the rest of the upload is read and dropped
+# before the connection is closed. Closing with unread bytes makes the kernel send a reset, and a
+# client that writes its whole body before it reads (Python's urllib, many SDKs) then sees
+# "connection reset" instead of the answer. Bounded, so a slow sender cannot hold the connection.
+LINGER_MAX_BYTES = 64 * 1024 * 1024
+LINGER_MAX_S = 5.0
+
+
+class LingeringResponse(JSONResponse):
+    """The answer first (a client that reads while it writes has it at once), then the unread
+    upload is drained, bounded in bytes and time, then the response ends and the server closes."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        await send({"type": "http.response.body", "body": self.body, "more_body": True})
+        drained = 0
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(LINGER_MAX_S):
+                while drained < LINGER_MAX_BYTES:
+                    message = await receive()
+                    drained += len(message.get("body", b""))
+                    if message["type"] != "http.request" or not message.get("more_body"):
+                        break
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 class HttpApi:
@@ -120,13 +159,15 @@ class HttpApi:
             return _error(404, f"unknown channel {name!r}; known channels: {sorted(self._catalog)}")
         try:
             body = await read_limited_body(request, self._settings.max_body_bytes)
-        except BodyTooLarge:
+        except BodyTooLarge as exc:
             self.on_rejected(name, "too_large")
-            return _error(
-                413,
-                f"body larger than {self._settings.max_body_bytes} bytes",
-                {"Connection": "close"},
-            )
+            detail = {"detail": f"body larger than {self._settings.max_body_bytes} bytes"}
+            # A client that sent `Expect: 100-continue` sends no body until told to: nothing to
+            # drain (reading now would invite the upload).
+            expects = request.headers.get("expect", "").lower() == "100-continue"
+            if exc.unread and not expects:
+                return LingeringResponse(detail, 413, {"Connection": "close"})
+            return JSONResponse(detail, 413, {"Connection": "close"})
         except ClientDisconnect:
             return Response(status_code=400)
         ids: dict[str, str | None] = {}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -166,11 +168,81 @@ def test_oversized_upload_gets_413_before_it_is_sent(
             b"POST /v1/events/orders.created HTTP/1.1\r\nHost: x\r\n"
             b"Content-Type: application/json\r\nContent-Length: 5000000\r\n\r\n" + b"z" * 65536
         )
-        reply = b""
-        while chunk := sock.recv(65536):
-            reply += chunk
+        reply = read_response(sock)
     assert reply.startswith(b"HTTP/1.1 413")
     assert b"1024" in reply
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One HTTP response, read up to the end of its Content-Length body (not to the close)."""
+    reply = b""
+    while b"\r\n\r\n" not in reply:
+        reply += sock.recv(65536)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    length = int(
+        next(
+            v
+            for k, _, v in (h.partition(b": ") for h in head.split(b"\r\n"))
+            if k.lower() == b"content-length"
+        )
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+EIGHT_MIB = b'{"order_id": "' + b"x" * (8 * 1024 * 1024) + b'"}'
+
+
+def test_a_client_that_writes_its_whole_body_before_reading_gets_the_413(
+    start_gateway: Callable[..., GatewayProcess],
+) -> None:
+    """Python's urllib sends all 8 MiB, then reads: it must read the 413, not a reset."""
+    gateway = start_gateway()  # the default 1 MiB limit
+    request = urllib.request.Request(
+        f"{gateway.base_url}/v1/events/orders.created",
+        data=EIGHT_MIB,
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        urllib.request.urlopen(request, timeout=30)
+
+    assert raised.value.code == 413
+    assert "1048576" in json.loads(raised.value.read())["detail"]
+
+
+def test_a_raw_client_that_sends_everything_first_reads_the_413_and_a_clean_close(
+    start_gateway: Callable[..., GatewayProcess],
+) -> None:
+    gateway = start_gateway()
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /v1/events/orders.created HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\n"
+            + f"Content-Length: {len(EIGHT_MIB)}\r\n\r\n".encode()
+            + EIGHT_MIB
+        )
+        reply = read_response(sock)
+        rest = sock.recv(65536)  # the server closes once it has drained the upload: no reset
+
+    assert reply.startswith(b"HTTP/1.1 413")
+    assert rest == b""
+
+
+def test_a_client_that_expects_100_continue_gets_the_413_without_uploading(
+    start_gateway: Callable[..., GatewayProcess],
+) -> None:
+    gateway = start_gateway(max_body_bytes="1024")
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /v1/events/orders.created HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 5000000\r\n\r\n"
+        )
+        reply = read_response(sock)
+
+    assert reply.startswith(b"HTTP/1.1 413")
 
 
 def test_health_endpoints_describe_the_gateway(
