@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from .catalog import CatalogError, load_catalog
+from .catalog import CatalogError, Compatibility, load_catalog
 from .settings import get_settings, split_urls
 from .store import StoredEvent, StoreError, StoreReader
 
@@ -212,6 +212,32 @@ def catalog_validate(catalog: CatalogArgument = None) -> None:
         raise typer.Exit(1) from None
     count = f"{len(loaded)} channel{'' if len(loaded) == 1 else 's'}"
     typer.echo(f"{loaded.source}: {count}, no problems ({', '.join(loaded)})")
+
+
+@catalog_cli.command("check")
+def catalog_check(
+    old: Annotated[str, typer.Argument(help="The catalog in use, or its asyncapi.yaml.")],
+    new: Annotated[str, typer.Argument(help="The catalog about to replace it.")],
+    mode: Annotated[
+        Compatibility | None,
+        typer.Option(help="Check every channel this way; default: each new channel's own."),
+    ] = None,
+) -> None:
+    """Is NEW compatible with OLD, channel by channel (BACKWARD by default: NEW accepts every
+    event OLD did)? Prints each break with its reason and exits 1 if there is any."""
+    from .catalog.evolution import check_catalogs, read_schemas
+
+    try:
+        breaks = check_catalogs(read_schemas(old), read_schemas(new), mode)
+    except CatalogError as exc:
+        for problem in exc.problems:
+            typer.echo(f"{exc.source}: {problem}", err=True)
+        raise typer.Exit(2) from None
+    for line in breaks:
+        typer.echo(line)
+    if breaks:
+        raise typer.Exit(1)
+    typer.echo("compatible")
 
 
 @cli.command()

@@ -342,3 +342,46 @@ def test_two_payloads_that_would_share_a_name_in_the_documents_are_a_problem() -
         "parcels-sent: #/name: its payload name 'ParcelsSent' is also that of parcels.sent;"
         " the documents need one name per payload"
     ]
+
+
+def test_catalog_check_prints_every_break_with_its_reason(tmp_path: Path) -> None:
+    old = write(tmp_path, [SHIPMENT], "old.yaml")
+    payload = json.loads(json.dumps(SHIPMENT["payload"]))
+    payload["required"].append("carrier")
+    payload["properties"]["carrier"] = {"type": "string"}
+    payload["properties"]["shipment_id"]["maxLength"] = 10
+    example = {**SHIPMENT["examples"][0], "carrier": "dhl"}
+    new = write(tmp_path, [{**SHIPMENT, "payload": payload, "examples": [example]}], "new.yaml")
+    runner = CliRunner()
+
+    broken = runner.invoke(cli, ["catalog", "check", str(old), str(new)])
+    same = runner.invoke(cli, ["catalog", "check", str(old), str(old)])
+    loosened = runner.invoke(cli, ["catalog", "check", str(new), str(old), "--mode", "BACKWARD"])
+    forward = runner.invoke(cli, ["catalog", "check", str(new), str(old), "--mode", "FORWARD"])
+    anything = runner.invoke(cli, ["catalog", "check", str(old), str(new), "--mode", "NONE"])
+
+    assert broken.exit_code == 1, broken.output
+    lines = broken.output.splitlines()
+    assert any("#/required" in line and "carrier" in line for line in lines), lines
+    assert any("maxLength" in line for line in lines), lines
+    assert all(line.startswith("shipments.dispatched: BACKWARD: #") for line in lines)
+    assert (same.exit_code, anything.exit_code) == (0, 0)
+    # Back again: dropping `carrier` from a closed model refuses old events that had it.
+    assert loosened.exit_code == 1
+    assert "carrier" in loosened.output
+    assert forward.exit_code == 1, forward.output
+
+
+def test_catalog_check_against_a_previous_asyncapi_document_and_a_removed_channel(
+    tmp_path: Path,
+) -> None:
+    committed = Path(__file__).resolve().parents[2] / "asyncapi.yaml"
+    runner = CliRunner()
+
+    unchanged = runner.invoke(cli, ["catalog", "check", str(committed), "default"])
+    replaced = runner.invoke(cli, ["catalog", "check", "default", str(write(tmp_path, [SHIPMENT]))])
+
+    assert unchanged.exit_code == 0, unchanged.output
+    assert replaced.exit_code == 1
+    removed = [line for line in replaced.output.splitlines() if "channel removed" in line]
+    assert len(removed) == 3, replaced.output

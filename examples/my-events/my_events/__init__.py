@@ -1,0 +1,1 @@
+"""An example Breakwater catalog: invoices issued and paid (see `my_events.catalog`)."""
