@@ -45,6 +45,13 @@ CHANNEL = "orders.created"
 INBOUND_QUEUE = DEFAULT_CATALOG[CHANNEL].inbound_queue
 PAYLOAD_BYTES = 1024
 
+# The same payload declared as a JSON Schema (BREAKWATER_CATALOG=bench/catalog.yaml), on a channel
+# of its own name: the `*_declarative` cases run a gateway with this catalog beside the default's.
+DECLARED_CATALOG = BENCH_DIR / "catalog.yaml"
+DECLARED_CHANNEL = "orders.created.declared"
+DECLARED_INBOUND_QUEUE = f"breakwater.in.{DECLARED_CHANNEL}"
+DECLARED_ENV = {"BREAKWATER_CATALOG": str(DECLARED_CATALOG)}
+
 
 # -- the broker ------------------------------------------------------------------------------
 
@@ -511,16 +518,23 @@ async def publish_confirmed(
         await connection.close()
 
 
-async def declare_inbound_queue(url: str) -> None:
-    """Declare `breakwater.in.orders.created` exactly as the gateway does (same arguments)."""
+async def declare_inbound_queue(url: str, channel: str = CHANNEL) -> None:
+    """Declare `breakwater.in.<channel>` (of the default catalog, or DECLARED_CHANNEL) exactly as
+    the gateway does (same arguments)."""
     from faststream.rabbit import RabbitBroker
 
     from app.amqp_ingress import inbound_queue
 
+    if channel == DECLARED_CHANNEL:
+        from app.catalog.declarative import load_file
+
+        event_channel = load_file(DECLARED_CATALOG)[channel]
+    else:
+        event_channel = DEFAULT_CATALOG[channel]
     broker = RabbitBroker(url, logger=None)
     await broker.connect()
     try:
-        await broker.declare_queue(inbound_queue(DEFAULT_CATALOG[CHANNEL]))
+        await broker.declare_queue(inbound_queue(event_channel))
     finally:
         await broker.stop()
 
@@ -575,12 +589,12 @@ class Context:
         return Gateway(self.workdir / name, name=name, profile_dir=self.profile_dir, **kwargs)
 
 
-def accepted_counts(base_url: str) -> dict[str, float]:
-    """`breakwater_events_accepted_total` of CHANNEL by status, from /metrics."""
+def accepted_counts(base_url: str, channel: str = CHANNEL) -> dict[str, float]:
+    """`breakwater_events_accepted_total` of `channel` by status, from /metrics."""
     text = httpx.get(f"{base_url}/metrics", timeout=5.0).text
     counts: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith("breakwater_events_accepted_total{") and f'channel="{CHANNEL}"' in line:
+        if line.startswith("breakwater_events_accepted_total{") and f'channel="{channel}"' in line:
             status = line.split('status="', 1)[1].split('"', 1)[0]
             counts[status] = float(line.rsplit(" ", 1)[1])
     return counts

@@ -4,6 +4,10 @@ Two gateways on the same broker: one connected directly, one through a TCP fault
 partitioned (bytes held) and whose breaker is opened by a few requests before the measurement.
 Each is measured under load (wrk, many connections) and one request at a time (wrk -c1), which
 gives the latency of a single request without queueing in front of it.
+
+`published_declarative` measures a third gateway, broker up, right after `published`: the same body
+POSTed to the declarative catalog's channel (bench/catalog.yaml, a JSON Schema) instead of the
+default catalog's pydantic one.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from yarl import URL
 from bench import wrk
 from bench.common import (
     CHANNEL,
+    DECLARED_CHANNEL,
+    DECLARED_ENV,
     Context,
     accepted_counts,
     order_body,
@@ -75,25 +81,28 @@ async def open_breaker(base_url: str, timeout: float = 60) -> tuple[float, int]:
     return time.perf_counter() - started, sent
 
 
-def _measure(ctx: Context, base_url: str, case: str, size: Size) -> list[dict[str, Any]]:
+def _measure(
+    ctx: Context, base_url: str, case: str, size: Size, channel: str = CHANNEL
+) -> list[dict[str, Any]]:
     body_file = ctx.workdir / f"{case}-body.json"
     body_file.write_bytes(order_body(order_payload(1)))
-    url = f"{base_url}/v1/events/{CHANNEL}"
+    url = f"{base_url}/v1/events/{channel}"
     results = []
     for mode, connections, duration in (
         ("load", size.connections, size.duration_s),
         ("single", 1, size.single_duration_s),
     ):
-        before = accepted_counts(base_url)
+        before = accepted_counts(base_url, channel)
         figures = wrk.run(
             url, body_file, f"{case}-{mode}", duration_s=duration, connections=connections
         )
-        after = accepted_counts(base_url)
+        after = accepted_counts(base_url, channel)
         results.append(
             {
                 "bench": NAME,
                 "case": case,
                 "mode": mode,
+                "channel": channel,
                 **figures,
                 "answered_published": after.get("published", 0) - before.get("published", 0),
                 "answered_stored": after.get("stored", 0) - before.get("stored", 0),
@@ -114,6 +123,17 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
         results += await asyncio.to_thread(_measure, ctx, direct.base_url, "published", size)
     finally:
         direct.stop()
+
+    # The same, next to it, on the declarative catalog's channel.
+    declared = ctx.gateway("http-published-declarative", env=DECLARED_ENV)
+    declared.start(until="connected")
+    try:
+        declared.start_profile("http-published-declarative")
+        results += await asyncio.to_thread(
+            _measure, ctx, declared.base_url, "published_declarative", size, DECLARED_CHANNEL
+        )
+    finally:
+        declared.stop()
 
     with FaultProxy(upstream_port=URL(ctx.broker_url).port or 5672) as proxy:
         via_proxy = ctx.gateway(
@@ -137,6 +157,7 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
     by_key = {(r["case"], r["mode"]): r for r in results}
     published = by_key[("published", "load")]["requests_per_s"]
     stored = by_key[("stored", "load")]["requests_per_s"]
+    declarative = by_key[("published_declarative", "load")]["requests_per_s"]
     results.append(
         {
             "bench": NAME,
@@ -144,6 +165,9 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
             "stored_vs_published": round(stored / published, 3) if published else None,
             "stored_single_p50_ms": by_key[("stored", "single")].get("p50_ms"),
             "published_single_p50_ms": by_key[("published", "single")].get("p50_ms"),
+            # The declarative channel against the pydantic one (both broker up), same body.
+            "declarative_vs_pydantic": round(declarative / published, 3) if published else None,
+            "declarative_single_p50_ms": by_key[("published_declarative", "single")].get("p50_ms"),
         }
     )
     return results

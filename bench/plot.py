@@ -16,6 +16,7 @@ GATEWAY = "#1f77b4"
 YARDSTICK = "#999999"
 MISSED = "#d62728"
 MET = "#2ca02c"
+DECLARATIVE = "#6baed6"  # the gateway on a declarative (JSON Schema) channel
 
 
 def _find(results: list[dict[str, Any]], bench: str, case: str, **match: Any) -> dict[str, Any]:
@@ -74,31 +75,37 @@ def _forwarding(ax: Any, results: list[dict[str, Any]], targets: list[dict[str, 
     gw = _find(results, "forwarding", "gateway")
     if not gw:
         return _unmeasured(ax, title)
+    declared = _find(results, "forwarding", "gateway_declarative")
     relay = _find(results, "forwarding", "faststream_relay")
     pika = _find(results, "forwarding", "aio_pika_relay")
     raw = _find(results, "forwarding", "aio_pika_raw_64")
     _bars(
         ax,
         [
-            "gateway",
+            "gateway\n(pydantic)",
+            "gateway\n(declarative)",
             "FastStream\nrelay",
             "aio-pika relay\n(reference)",
             "aio-pika raw\n64 in flight",
         ],
         [
             gw["events_per_s"],
+            declared.get("events_per_s", 0),
             relay.get("events_per_s", 0),
             pika.get("events_per_s", 0),
             raw.get("events_per_s", 0),
         ],
-        [GATEWAY, YARDSTICK, "#cccccc", YARDSTICK],
+        [GATEWAY, DECLARATIVE, YARDSTICK, "#cccccc", YARDSTICK],
         "{:,.0f}/s",
     )
+    ax.tick_params(axis="x", labelsize=8)  # five bars
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.15)  # room for four verdicts above the bars
     ratios = _find(results, "forwarding", "ratios")
     ax.set_ylabel("events/s (first to last arrival)")
     ax.set_title(
         f"{title}\ngateway = {ratios.get('gateway_vs_relay') or 0:.2f}x relay,"
-        f" {ratios.get('gateway_vs_raw') or 0:.0%} of raw; order ok: {gw.get('order_ok')}",
+        f" {ratios.get('gateway_vs_raw') or 0:.0%} of raw; order ok: {gw.get('order_ok')}"
+        f"\ndeclarative channel = {ratios.get('declarative_vs_pydantic') or 0:.0%} of pydantic",
         fontsize=10,
     )
     _note(ax, *_verdicts(_met(targets, "forwarding")))
@@ -112,19 +119,24 @@ def _http(ax: Any, results: list[dict[str, Any]], targets: list[dict[str, Any]])
     )
     if not pub or not sto:
         return _unmeasured(ax, title)
+    declared = _find(results, "http", "published_declarative", mode="load")
     _bars(
         ax,
-        ["published\n(broker up)", "stored\n(partitioned)"],
-        [pub["requests_per_s"], sto["requests_per_s"]],
-        [GATEWAY, GATEWAY],
+        ["published\n(broker up)", "published\n(declarative)", "stored\n(partitioned)"],
+        [pub["requests_per_s"], declared.get("requests_per_s", 0), sto["requests_per_s"]],
+        [GATEWAY, DECLARATIVE, GATEWAY],
         "{:,.0f}/s",
     )
     single_pub = _find(results, "http", "published", mode="single")
     single_sto = _find(results, "http", "stored", mode="single")
+    single_dcl = _find(results, "http", "published_declarative", mode="single")
+    ratios = _find(results, "http", "ratios")
     ax.set_ylabel(f"requests/s ({pub.get('connections')} connections)")
     ax.set_title(
-        f"{title}: stored/published = {sto['requests_per_s'] / pub['requests_per_s']:.2f}x\n"
+        f"{title}: stored/published = {sto['requests_per_s'] / pub['requests_per_s']:.2f}x,"
+        f" declarative/pydantic = {ratios.get('declarative_vs_pydantic') or 0:.0%}\n"
         f"one at a time p50: published {single_pub.get('p50_ms', 0):.1f} ms,"
+        f" declarative {single_dcl.get('p50_ms', 0):.1f} ms,"
         f" stored {single_sto.get('p50_ms', 0):.1f} ms",
         fontsize=10,
     )

@@ -1,4 +1,5 @@
-"""The targets of issue 6, checked against one run's results (ratios come from one run)."""
+"""The targets of issue 6, checked against one run's results (ratios come from one run), and the
+declarative catalog's: a JSON Schema channel within 10 % of the pydantic one, side by side."""
 
 from __future__ import annotations
 
@@ -63,6 +64,20 @@ def _forwarding_order(r: Results) -> tuple[bool, str] | None:
     )
 
 
+def _forwarding_declarative(r: Results) -> tuple[bool, str] | None:
+    row = _find(r, "forwarding", "ratios")
+    gw, dcl = _find(r, "forwarding", "gateway"), _find(r, "forwarding", "gateway_declarative")
+    if not row or not gw or not dcl or row.get("declarative_vs_pydantic") is None:
+        return None
+    x = row["declarative_vs_pydantic"]
+    return (
+        x >= 0.9 and bool(dcl["complete"]),
+        f"{x:.0%} ({dcl['events_per_s']:.0f} vs {gw['events_per_s']:.0f} events/s;"
+        f" CPU {dcl['cpu_ms_per_event']:.3f} vs {gw['cpu_ms_per_event']:.3f} ms/event;"
+        f" {dcl['order_inversions']} inversions)",
+    )
+
+
 def _http_throughput(r: Results) -> tuple[bool, str] | None:
     pub, sto = _find(r, "http", "published", mode="load"), _find(r, "http", "stored", mode="load")
     if not pub or not sto:
@@ -79,6 +94,22 @@ def _http_p50(r: Results) -> tuple[bool, str] | None:
     if not single:
         return None
     return single["p50_ms"] <= 5.0, f"p50 {single['p50_ms']:.2f} ms (one request at a time)"
+
+
+def _http_declarative(r: Results) -> tuple[bool, str] | None:
+    pub = _find(r, "http", "published", mode="load")
+    dcl = _find(r, "http", "published_declarative", mode="load")
+    if not pub or not dcl:
+        return None
+    x = dcl["requests_per_s"] / pub["requests_per_s"]
+    single_pub = _find(r, "http", "published", mode="single") or {}
+    single_dcl = _find(r, "http", "published_declarative", mode="single") or {}
+    return (
+        x >= 0.9,
+        f"{x:.0%} ({dcl['requests_per_s']:.0f} vs {pub['requests_per_s']:.0f} req/s;"
+        f" p50 one at a time {single_dcl.get('p50_ms') or 0:.2f} vs"
+        f" {single_pub.get('p50_ms') or 0:.2f} ms)",
+    )
 
 
 def _store_rate(r: Results) -> tuple[bool, str] | None:
@@ -158,8 +189,10 @@ TARGETS: tuple[tuple[str, str, Callable[[Results], tuple[bool, str] | None]], ..
     ("AMQP forwarding >= 2x the plain FastStream relay", "forwarding", _forwarding_relay),
     ("AMQP forwarding >= 60% of raw aio-pika (64 in flight)", "forwarding", _forwarding_raw),
     ("per-channel order holds in forwarding", "forwarding", _forwarding_order),
+    ("declarative channel forwarding >= 90% of pydantic", "forwarding", _forwarding_declarative),
     ("HTTP stored throughput >= published throughput", "http", _http_throughput),
     ("p50 of a stored request <= 5 ms (breaker open)", "http", _http_p50),
+    ("declarative channel HTTP >= 90% of pydantic", "http", _http_declarative),
     ("store >= 25,000 durable events/s at 256 callers", "store", _store_rate),
     ("store >= 20x the naive way", "store", _store_ratio),
     ("no request during a partition slower than deadline + 100 ms", "outage", _outage),

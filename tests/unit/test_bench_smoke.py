@@ -28,15 +28,24 @@ pytestmark = pytest.mark.integration
 EXPECTED: dict[str, dict[str, set[str]]] = {
     "forwarding": {
         "gateway": {"events_per_s", "order_ok", "order_inversions", "complete", "direct"},
+        "gateway_declarative": {
+            "events_per_s",
+            "cpu_ms_per_event",
+            "order_ok",
+            "order_inversions",
+            "complete",
+            "direct",
+        },
         "faststream_relay": {"events_per_s", "complete", "cpu_ms_per_event"},
         "aio_pika_relay": {"events_per_s", "complete", "cpu_ms_per_event"},
         "aio_pika_raw_64": {"events_per_s", "complete"},
-        "ratios": {"gateway_vs_relay", "gateway_vs_raw"},
+        "ratios": {"gateway_vs_relay", "gateway_vs_raw", "declarative_vs_pydantic"},
     },
     "http": {
         "published": {"requests_per_s", "p50_ms", "p99_ms", "answered_published"},
+        "published_declarative": {"requests_per_s", "p50_ms", "p99_ms", "answered_published"},
         "stored": {"requests_per_s", "p50_ms", "p99_ms", "answered_stored"},
-        "ratios": {"stored_vs_published", "stored_single_p50_ms"},
+        "ratios": {"stored_vs_published", "stored_single_p50_ms", "declarative_vs_pydantic"},
     },
     "store": {
         "naive_sqlite": {"events_per_s", "journal_mode"},
