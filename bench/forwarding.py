@@ -4,16 +4,20 @@ The same N persistent 1 KiB messages are preloaded for the gateway and for a pla
 raw aio-pika confirmed publishing (64 in flight) publishes N straight to the exchange. One consumer
 times every arrival; the rate is from the first arrival to the last.
 
-`gateway_declarative` runs the gateway case again, right after it, with the declarative catalog
-(bench/catalog.yaml): the same N bodies through `breakwater.in.orders.created.declared`, validated
-against a JSON Schema instead of the pydantic model.
+`gateway_declarative` runs the gateway case with the declarative catalog (bench/catalog.yaml): the
+same N bodies through `breakwater.in.orders.created.declared`, validated against a JSON Schema
+instead of the pydantic model. The two are interleaved ABBA (pydantic, declarative, declarative,
+pydantic: `Size.repetitions` runs of each), so that neither always runs second on a machine whose
+load drifts; their rows report the mean of the runs (counts summed, checks over every run, each run
+under `runs`), and `ratios` the declarative side's mean against the pydantic side's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import statistics
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,10 +52,68 @@ PREFETCH = 256  # the gateway's default BREAKWATER_INBOUND_PREFETCH
 @dataclass(frozen=True)
 class Size:
     events: int
+    # Runs of each catalog's gateway case, in ABBA order (see abba()).
+    repetitions: int = 2
 
 
 FULL = Size(events=20_000)
 SMOKE = Size(events=50)
+
+
+def abba(repetitions: int) -> list[str]:
+    """The side of each run, "A" or "B", `repetitions` of each: A B B A A B B A ...; round i (the
+    i-th A and the i-th B) is A then B when i is odd, B then A when even."""
+    return [s for i in range(repetitions) for s in (("A", "B") if i % 2 == 0 else ("B", "A"))]
+
+
+def combine_repetitions(
+    runs: Sequence[Mapping[str, Any]],
+    *,
+    mean: Collection[str] = (),
+    total: Collection[str] = (),
+    every: Collection[str] = (),
+    peak: Collection[str] = (),
+) -> dict[str, Any]:
+    """One row for the runs of a case: the first run's row with its `mean` keys averaged, `total`
+    keys summed, `every` keys true only if true in every run and `peak` keys at their maximum (a
+    key missing or None in a run gives None, except for `peak`); plus `repetitions`, `aggregate`
+    and `runs` (each run's own figures of those keys and its `position`, when it has one)."""
+    combined = {k: v for k, v in runs[0].items() if k != "position"}
+
+    def values(key: str) -> list[Any]:
+        return [run.get(key) for run in runs]
+
+    for key in (k for k in mean if k in combined):
+        got = values(key)
+        combined[key] = None if None in got else round(statistics.fmean(got), 3)
+    for key in (k for k in total if k in combined):
+        got = values(key)
+        combined[key] = None if None in got else sum(got)
+    for key in (k for k in every if k in combined):
+        combined[key] = all(bool(v) for v in values(key))
+    for key in (k for k in peak if k in combined):
+        present = [v for v in values(key) if v is not None]
+        combined[key] = max(present) if present else None
+    kept = {"position", *mean, *total, *every, *peak}
+    combined["repetitions"] = len(runs)
+    combined["aggregate"] = "mean of the runs (counts summed" + (
+        ", checks over every run)" if every else ")"
+    )
+    combined["runs"] = [{k: v for k, v in run.items() if k in kept} for run in runs]
+    return combined
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def ratio_of_sides(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
+    """Side B against side A from their runs' figures (in the order each side ran): the ratio of
+    the sums, (B1+B2+...)/(A1+A2+...) (the ratio of the means), and of each round, Bi/Ai."""
+    return {
+        "ratio": _ratio(sum(b), sum(a)),
+        "rounds": [_ratio(y, x) for x, y in zip(a, b, strict=True)],
+    }
 
 
 async def _purge(url: str, queue_name: str = INBOUND_QUEUE) -> None:
@@ -81,16 +143,17 @@ async def _gateway_case(
     broker_cpu: Callable[[], float],
     *,
     case: str,
+    repetition: int,
     queue_name: str,
     prefix: str,
     count: int,
     env: Mapping[str, str],
 ) -> dict[str, Any]:
-    """The gateway draining `count` messages preloaded into `queue_name`; `recorder` is bound to
-    their channel."""
+    """The gateway (a new process, with a store of its own) draining `count` messages preloaded
+    into `queue_name`; `recorder` is bound to their channel."""
     url = ctx.broker_url
     timeout = 60 + count / 200
-    label = "forwarding-" + case.replace("_", "-")
+    label = f"forwarding-{case.replace('_', '-')}-{repetition}"
     # Its inbound connection goes through a gate that holds every byte until the outbound link
     # is up: started on a full queue, the gateway would otherwise take messages before it can
     # publish them and divert them to the store (see the report).
@@ -147,8 +210,22 @@ async def _gateway_case(
     }
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 3) if a is not None and b else None
+# How the runs of a gateway case combine into its row (combine_repetitions).
+GATEWAY_FIGURES: dict[str, tuple[str, ...]] = {
+    "mean": ("events_per_s", "span_s", "cpu_ms_per_event", "broker_cpu_ms_per_event"),
+    "total": ("arrived", "direct", "replay", "order_inversions", "unique", "duplicates"),
+    "every": ("complete", "order_ok"),
+    "peak": ("rss_mib",),
+}
+
+
+@dataclass(frozen=True)
+class _Side:
+    case: str
+    queue_name: str
+    prefix: str
+    env: Mapping[str, str]
+    recorder: ArrivalRecorder
 
 
 async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
@@ -164,36 +241,50 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
     timeout = 60 + count / 200
     await declare_inbound_queue(url)
     await declare_inbound_queue(url, DECLARED_CHANNEL)
+    quiet_s = 0.2 if ctx.smoke else 1.0
     results: list[dict[str, Any]] = []
     async with ArrivalRecorder(url) as recorder:
-        # The gateway: the default catalog, orders.created validated by its pydantic model.
-        pydantic = await _gateway_case(
-            ctx,
-            recorder,
-            broker_cpu,
-            case="gateway",
-            queue_name=INBOUND_QUEUE,
-            prefix="fwd",
-            count=count,
-            env={},
-        )
-        results.append(pydantic)
-        gateway_rate = pydantic["events_per_s"]
-
-        # The same, next to it: the same bodies on a declarative catalog's channel (JSON Schema).
         async with ArrivalRecorder(url, routing_key=DECLARED_CHANNEL) as declared_recorder:
-            declared = await _gateway_case(
-                ctx,
-                declared_recorder,
-                broker_cpu,
-                case="gateway_declarative",
-                queue_name=DECLARED_INBOUND_QUEUE,
-                prefix="dcl",
-                count=count,
-                env=DECLARED_ENV,
-            )
+            sides = {
+                # The default catalog: orders.created validated by its pydantic model.
+                "A": _Side("gateway", INBOUND_QUEUE, "fwd", {}, recorder),
+                # The same bodies on a declarative catalog's channel (JSON Schema).
+                "B": _Side(
+                    "gateway_declarative",
+                    DECLARED_INBOUND_QUEUE,
+                    "dcl",
+                    DECLARED_ENV,
+                    declared_recorder,
+                ),
+            }
+            runs: dict[str, list[dict[str, Any]]] = {"A": [], "B": []}
+            order = abba(size.repetitions)
+            for position, name in enumerate(order, 1):
+                side = sides[name]
+                repetition = len(runs[name]) + 1
+                # Whatever an earlier run left (unacked and requeued, late arrivals) must not
+                # count in this one: its queue emptied, both channels quiet, its recorder reset.
+                await _purge(url, side.queue_name)
+                for each in (recorder, declared_recorder):
+                    await each.wait_quiet(quiet_s, 30)
+                side.recorder.reset()
+                row = await _gateway_case(
+                    ctx,
+                    side.recorder,
+                    broker_cpu,
+                    case=side.case,
+                    repetition=repetition,
+                    queue_name=side.queue_name,
+                    prefix=f"{side.prefix}{repetition}",
+                    count=count,
+                    env=side.env,
+                )
+                runs[name].append({"position": position, **row})
         await _purge(url, DECLARED_INBOUND_QUEUE)
-        results.append(declared)
+        pydantic = combine_repetitions(runs["A"], **GATEWAY_FIGURES)
+        declared = combine_repetitions(runs["B"], **GATEWAY_FIGURES)
+        results += [pydantic, declared]
+        gateway_rate = pydantic["events_per_s"]
 
         # A plain FastStream relay over the same preloaded queue.
         await _purge(url)
@@ -293,17 +384,28 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
                 **order_check(arrivals, "raw"),
             }
         )
+    a_rates = [r["events_per_s"] for r in runs["A"]]
+    b_rates = [r["events_per_s"] for r in runs["B"]]
+    a_cpu = [r["cpu_ms_per_event"] for r in runs["A"]]
+    b_cpu = [r["cpu_ms_per_event"] for r in runs["B"]]
+    rates, cpu = ratio_of_sides(a_rates, b_rates), ratio_of_sides(a_cpu, b_cpu)
     results.append(
         {
             "bench": NAME,
             "case": "ratios",
             "gateway_vs_relay": round(gateway_rate / relay_rate, 3) if relay_rate else None,
             "gateway_vs_raw": round(gateway_rate / raw_rate, 3) if raw_rate else None,
-            # The declarative channel against the pydantic one, same bodies, same run.
-            "declarative_vs_pydantic": _ratio(declared["events_per_s"], gateway_rate),
-            "declarative_cpu_vs_pydantic": _ratio(
-                declared["cpu_ms_per_event"], pydantic["cpu_ms_per_event"]
-            ),
+            # The declarative channel against the pydantic one, same bodies, same run, ABBA:
+            # (B1+B2)/(A1+A2), and per round (B1/A1, B2/A2), from each run's own figures.
+            "declarative_vs_pydantic": rates["ratio"],
+            "declarative_vs_pydantic_rounds": rates["rounds"],
+            "declarative_vs_pydantic_order": "".join(order),
+            "pydantic_events_per_s": a_rates,
+            "declarative_events_per_s": b_rates,
+            "declarative_cpu_vs_pydantic": cpu["ratio"],
+            "declarative_cpu_vs_pydantic_rounds": cpu["rounds"],
+            "pydantic_cpu_ms_per_event": a_cpu,
+            "declarative_cpu_ms_per_event": b_cpu,
         }
     )
     return results

@@ -5,14 +5,19 @@ partitioned (bytes held) and whose breaker is opened by a few requests before th
 Each is measured under load (wrk, many connections) and one request at a time (wrk -c1), which
 gives the latency of a single request without queueing in front of it.
 
-`published_declarative` measures a third gateway, broker up, right after `published`: the same body
-POSTed to the declarative catalog's channel (bench/catalog.yaml, a JSON Schema) instead of the
-default catalog's pydantic one.
+`published_declarative` measures the same, broker up, with a gateway on the declarative catalog
+(bench/catalog.yaml): the same body POSTed to its channel (a JSON Schema) instead of the default
+catalog's pydantic one. The two are interleaved ABBA (published, published_declarative,
+published_declarative, published: `Size.repetitions` runs of each, a new gateway for each run), so
+that neither always runs second on a machine whose load drifts; their rows report the mean of the
+runs (counts summed, each run under `runs`), and `ratios` the declarative side's mean against the
+pydantic side's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +36,7 @@ from bench.common import (
     order_payload,
     through,
 )
+from bench.forwarding import abba, combine_repetitions, ratio_of_sides
 from tests.support.fault_proxy import FaultProxy
 
 NAME = "http"
@@ -42,6 +48,8 @@ class Size:
     connections: int
     single_duration_s: float
     env: dict[str, str] = field(default_factory=dict)  # for the partitioned gateway
+    # Runs of each catalog's broker-up case (`published`, `published_declarative`), ABBA order.
+    repetitions: int = 2
 
 
 FULL = Size(duration_s=10, connections=32, single_duration_s=4)
@@ -82,9 +90,17 @@ async def open_breaker(base_url: str, timeout: float = 60) -> tuple[float, int]:
 
 
 def _measure(
-    ctx: Context, base_url: str, case: str, size: Size, channel: str = CHANNEL
+    ctx: Context,
+    base_url: str,
+    case: str,
+    size: Size,
+    channel: str = CHANNEL,
+    label: str | None = None,
 ) -> list[dict[str, Any]]:
-    body_file = ctx.workdir / f"{case}-body.json"
+    """wrk under load, then one request at a time; `label` (default: `case`) names the files and
+    prefixes the Idempotency-Keys."""
+    label = label or case
+    body_file = ctx.workdir / f"{label}-body.json"
     body_file.write_bytes(order_body(order_payload(1)))
     url = f"{base_url}/v1/events/{channel}"
     results = []
@@ -94,7 +110,7 @@ def _measure(
     ):
         before = accepted_counts(base_url, channel)
         figures = wrk.run(
-            url, body_file, f"{case}-{mode}", duration_s=duration, connections=connections
+            url, body_file, f"{label}-{mode}", duration_s=duration, connections=connections
         )
         after = accepted_counts(base_url, channel)
         results.append(
@@ -111,29 +127,59 @@ def _measure(
     return results
 
 
+def _figures(row: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    """How the runs of a broker-up case combine (combine_repetitions): rates and latencies
+    averaged (percentiles too: a mean of each run's), counts summed, the worst maximum."""
+    percentiles = tuple(k for k in row if re.fullmatch(r"p[\d.]+_ms", k))
+    return {
+        "mean": ("requests_per_s", "mean_ms", *percentiles),
+        "total": (
+            "requests",
+            "duration_s",
+            "non_2xx",
+            "socket_errors",
+            "answered_published",
+            "answered_stored",
+        ),
+        "peak": ("max_ms",),
+    }
+
+
 async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
     if not wrk.available():
         raise RuntimeError("wrk is not installed (Debian: apt-get install -y wrk)")
     results: list[dict[str, Any]] = []
 
-    direct = ctx.gateway("http-published")
-    direct.start(until="connected")
-    try:
-        direct.start_profile("http-published")
-        results += await asyncio.to_thread(_measure, ctx, direct.base_url, "published", size)
-    finally:
-        direct.stop()
-
-    # The same, next to it, on the declarative catalog's channel.
-    declared = ctx.gateway("http-published-declarative", env=DECLARED_ENV)
-    declared.start(until="connected")
-    try:
-        declared.start_profile("http-published-declarative")
-        results += await asyncio.to_thread(
-            _measure, ctx, declared.base_url, "published_declarative", size, DECLARED_CHANNEL
-        )
-    finally:
-        declared.stop()
+    # Broker up, ABBA: the default catalog (pydantic) and the declarative one (JSON Schema).
+    sides = {
+        "A": ("published", "http-published", {}, CHANNEL),
+        "B": (
+            "published_declarative",
+            "http-published-declarative",
+            DECLARED_ENV,
+            DECLARED_CHANNEL,
+        ),
+    }
+    runs: dict[str, list[list[dict[str, Any]]]] = {"A": [], "B": []}
+    order = abba(size.repetitions)
+    for position, name in enumerate(order, 1):
+        case, label, env, channel = sides[name]
+        # A new gateway per run (its own store): no run starts on what an earlier one left.
+        label = f"{label}-{len(runs[name]) + 1}"
+        gateway = ctx.gateway(label, env=env)
+        gateway.start(until="connected")
+        try:
+            gateway.start_profile(label)
+            measured = await asyncio.to_thread(
+                _measure, ctx, gateway.base_url, case, size, channel, label
+            )
+        finally:
+            gateway.stop()
+        runs[name].append([{"position": position, **row} for row in measured])
+    for name in ("A", "B"):
+        # One row per mode (load, single), as _measure gives them, each combining the side's runs.
+        for by_mode in zip(*runs[name], strict=True):
+            results.append(combine_repetitions(by_mode, **_figures(by_mode[0])))
 
     with FaultProxy(upstream_port=URL(ctx.broker_url).port or 5672) as proxy:
         via_proxy = ctx.gateway(
@@ -157,7 +203,9 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
     by_key = {(r["case"], r["mode"]): r for r in results}
     published = by_key[("published", "load")]["requests_per_s"]
     stored = by_key[("stored", "load")]["requests_per_s"]
-    declarative = by_key[("published_declarative", "load")]["requests_per_s"]
+    a_rates = [load["requests_per_s"] for load, _single in runs["A"]]
+    b_rates = [load["requests_per_s"] for load, _single in runs["B"]]
+    rates = ratio_of_sides(a_rates, b_rates)
     results.append(
         {
             "bench": NAME,
@@ -165,8 +213,13 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
             "stored_vs_published": round(stored / published, 3) if published else None,
             "stored_single_p50_ms": by_key[("stored", "single")].get("p50_ms"),
             "published_single_p50_ms": by_key[("published", "single")].get("p50_ms"),
-            # The declarative channel against the pydantic one (both broker up), same body.
-            "declarative_vs_pydantic": round(declarative / published, 3) if published else None,
+            # The declarative channel against the pydantic one (both broker up), same body, ABBA:
+            # (B1+B2)/(A1+A2) under load, and per round (B1/A1, B2/A2), from each run's figures.
+            "declarative_vs_pydantic": rates["ratio"],
+            "declarative_vs_pydantic_rounds": rates["rounds"],
+            "declarative_vs_pydantic_order": "".join(order),
+            "pydantic_requests_per_s": a_rates,
+            "declarative_requests_per_s": b_rates,
             "declarative_single_p50_ms": by_key[("published_declarative", "single")].get("p50_ms"),
         }
     )

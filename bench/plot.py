@@ -45,6 +45,24 @@ def _bars(ax: Any, labels: list[str], values: list[float], colors: list[str], fm
     ax.set_ylim(0, top * 1.25)
 
 
+def _runs(ax: Any, positions: list[int], rows: list[dict[str, Any]], key: str) -> None:
+    """Each run of a repeated case (its row's `runs`) as a dot on its bar, off the centre where
+    the bar's value is written: the spread."""
+    for x, row in zip(positions, rows, strict=True):
+        values = [run[key] for run in row.get("runs") or [] if run.get(key) is not None]
+        if len(values) > 1:
+            ax.plot([x + 0.3] * len(values), values, "o", color="black", markersize=3, zorder=3)
+
+
+def _rounds(ratios: dict[str, Any]) -> str:
+    """The per-round ratios of `declarative_vs_pydantic` (ABBA), for a title; "" for one round."""
+    rounds = ratios.get("declarative_vs_pydantic_rounds") or []
+    if len(rounds) < 2:
+        return ""
+    order = ratios.get("declarative_vs_pydantic_order", "")
+    return f" ({order} rounds " + ", ".join(f"{x or 0:.0%}" for x in rounds) + ")"
+
+
 def _note(ax: Any, text: str, met: bool | None) -> None:
     color = MET if met else (MISSED if met is False else "black")
     ax.text(0.02, 0.97, text, transform=ax.transAxes, va="top", fontsize=8, color=color, wrap=True)
@@ -98,6 +116,7 @@ def _forwarding(ax: Any, results: list[dict[str, Any]], targets: list[dict[str, 
         [GATEWAY, DECLARATIVE, YARDSTICK, "#cccccc", YARDSTICK],
         "{:,.0f}/s",
     )
+    _runs(ax, [0, 1], [gw, declared], "events_per_s")
     ax.tick_params(axis="x", labelsize=8)  # five bars
     ax.set_ylim(0, ax.get_ylim()[1] * 1.15)  # room for four verdicts above the bars
     ratios = _find(results, "forwarding", "ratios")
@@ -105,7 +124,8 @@ def _forwarding(ax: Any, results: list[dict[str, Any]], targets: list[dict[str, 
     ax.set_title(
         f"{title}\ngateway = {ratios.get('gateway_vs_relay') or 0:.2f}x relay,"
         f" {ratios.get('gateway_vs_raw') or 0:.0%} of raw; order ok: {gw.get('order_ok')}"
-        f"\ndeclarative channel = {ratios.get('declarative_vs_pydantic') or 0:.0%} of pydantic",
+        f"\ndeclarative channel = {ratios.get('declarative_vs_pydantic') or 0:.0%} of pydantic"
+        f"{_rounds(ratios)}",
         fontsize=10,
     )
     _note(ax, *_verdicts(_met(targets, "forwarding")))
@@ -127,14 +147,16 @@ def _http(ax: Any, results: list[dict[str, Any]], targets: list[dict[str, Any]])
         [GATEWAY, DECLARATIVE, GATEWAY],
         "{:,.0f}/s",
     )
+    _runs(ax, [0, 1], [pub, declared], "requests_per_s")
     single_pub = _find(results, "http", "published", mode="single")
     single_sto = _find(results, "http", "stored", mode="single")
     single_dcl = _find(results, "http", "published_declarative", mode="single")
     ratios = _find(results, "http", "ratios")
     ax.set_ylabel(f"requests/s ({pub.get('connections')} connections)")
     ax.set_title(
-        f"{title}: stored/published = {sto['requests_per_s'] / pub['requests_per_s']:.2f}x,"
-        f" declarative/pydantic = {ratios.get('declarative_vs_pydantic') or 0:.0%}\n"
+        f"{title}: stored/published = {sto['requests_per_s'] / pub['requests_per_s']:.2f}x\n"
+        f"declarative/pydantic = {ratios.get('declarative_vs_pydantic') or 0:.0%}"
+        f"{_rounds(ratios)}\n"
         f"one at a time p50: published {single_pub.get('p50_ms', 0):.1f} ms,"
         f" declarative {single_dcl.get('p50_ms', 0):.1f} ms,"
         f" stored {single_sto.get('p50_ms', 0):.1f} ms",

@@ -2,8 +2,8 @@
 
 A schema is the set of JSON values it accepts. `accepts_everything(old, new)` tries to prove that
 the set of `old` lies inside the set of `new` and, where it cannot, says why: each
-`Incompatibility` points into `new` and names the kind of narrowing. The proof is structural, the
-way Confluent Schema Registry and Karapace reason about JSON Schema, never by sampling values:
+`Incompatibility` points into `new` and names the kind of narrowing (`_MESSAGES` lists them). The
+proof is structural, the way Confluent Schema Registry and Karapace reason about JSON Schema:
 
 * Both schemas are *flattened* first: `$ref` (internal `#...` pointers) and `allOf` are
   conjunctions, so a schema stands for the list of nodes it reaches through them. Every constraint
@@ -20,16 +20,17 @@ way Confluent Schema Registry and Karapace reason about JSON Schema, never by sa
 
 Whatever cannot be proven is reported, never assumed: the checker may call a harmless change a
 break, but not the reverse. `unsupported_change` marks an added or changed keyword it does not model
-(`$dynamicRef`, vendor extensions, `unevaluated*` beside in-place applicators, ...). Annotations
-(`title`, `default`, `examples`, ...) never matter. Numbers are compared as `Decimal` (floats through
-their shortest repr, as a YAML or JSON file spelled them), so `multipleOf: 0.1` divides `0.3`.
+(`$dynamicRef`, vendor extensions, `unevaluated*` beside in-place applicators, ...). Patterns and
+formats are compared as text: any new or changed one is a break. Annotations (`title`, `default`,
+`examples`, ...) never matter. Numbers are compared as `Decimal` (floats through their shortest
+repr, as the document spelled them), so `multipleOf: 0.1` divides `0.3`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation, localcontext
 from enum import StrEnum
@@ -39,7 +40,7 @@ from urllib.parse import unquote
 Node = Mapping[str, Any]
 
 _ALL_ATOMS = frozenset({"null", "boolean", "object", "array", "string", "integer", "fraction"})
-_NUMERIC = frozenset({"integer", "fraction"})  # "number" is both: integer ⊂ number falls out
+_NUMERIC = frozenset({"integer", "fraction"})  # "number" is both, so integer ⊂ number falls out
 _ANNOTATIONS = frozenset(
     {
         *("$schema", "$id", "$anchor", "$comment", "$defs", "definitions", "$vocabulary"),
@@ -50,11 +51,10 @@ _ANNOTATIONS = frozenset(
 _MODELLED = frozenset(
     {
         *("$ref", "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "type", "enum", "const"),
-        *("minLength", "maxLength", "pattern", "format", "multipleOf"),
-        *("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"),
-        *("prefixItems", "items", "minItems", "maxItems", "uniqueItems"),
-        *("contains", "minContains", "maxContains", "properties", "patternProperties"),
-        *("additionalProperties", "required", "minProperties", "maxProperties"),
+        *("minLength", "maxLength", "pattern", "format", "multipleOf", "minimum", "maximum"),
+        *("exclusiveMinimum", "exclusiveMaximum", "prefixItems", "items", "minItems", "maxItems"),
+        *("uniqueItems", "contains", "minContains", "maxContains", "properties", "required"),
+        *("patternProperties", "additionalProperties", "minProperties", "maxProperties"),
         *("propertyNames", "dependentRequired", "dependentSchemas"),
     }
 )
@@ -68,15 +68,60 @@ _LIMITS = {  # keyword: (the type it constrains, +1 when raising it tightens, -1
     "minProperties": ("object", 1),
     "maxProperties": ("object", -1),
 }
-_OBJECT_MEMBERS = (
-    "properties",
-    "patternProperties",
-    "additionalProperties",
-    "unevaluatedProperties",
+_BOUNDS = {True: ("minimum", "exclusiveMinimum"), False: ("maximum", "exclusiveMaximum")}
+_ITEMS = frozenset({"prefixItems", "items", "unevaluatedItems"})
+_MEMBERS = frozenset(
+    {"properties", "patternProperties", "additionalProperties", "unevaluatedProperties"}
 )
 _EMPTY: Node = {}
 _STRING: Node = {"type": "string"}  # what every property name already is
 _MAX_DISJOINT_DEPTH = 8
+
+# One sentence per kind: what the reader ({r}) schema changed, and why writer ({w}) data suffers.
+# Keyword limits share the generic *_added / *_increased / *_decreased / *_changed sentences.
+_MESSAGES = {
+    "false_schema": "The {r} schema is `false` here, so it refuses every value the {w} one allowed.",
+    "unresolvable_ref": "The {r} schema has $ref {ref}, which cannot be followed, so it may "
+    "refuse {w} data.",
+    "unsupported_change": "The {r} schema adds or changes `{kw}`, which this checker cannot "
+    "reason about, so it may refuse {w} data.",
+    "type_added": "The {r} schema adds type {type}, so {lost} values the {w} schema allowed are "
+    "refused.",
+    "type_narrowed": "The {r} schema narrows type to {type}, so {lost} values the {w} schema "
+    "allowed are refused.",
+    "enum_added": "The {r} schema adds `enum`, so other values the {w} schema allowed are refused.",
+    "const_added": "The {r} schema adds `const`, so other values the {w} schema allowed are refused.",
+    "enum_narrowed": "The {r} schema no longer allows {values}, so {w} data holding them is refused.",
+    "const_changed": "The {r} schema no longer allows {values}, so {w} data holding them is refused.",
+    "required_property_added": "The {r} schema requires property {name}, so {w} objects without "
+    "it are refused.",
+    "dependent_required_added": "The {r} schema requires {missing} whenever {key} is present, so "
+    "{w} objects lacking them are refused.",
+    "property_removed_from_closed_model": "The {r} schema drops property {name} and allows no "
+    "undeclared properties, so {w} objects carrying it are refused.",
+    "property_removed_not_covered": "The {r} schema drops property {name} and its {kw} does not "
+    "accept every value the {w} schema allowed for it.",
+    "property_added_to_open_model": "The {r} schema declares property {name} more narrowly than "
+    "{kw} did, and {w} objects may already carry it with any value the open model allowed.",
+    "property_added_not_covered": "The {r} schema declares property {name} more narrowly than the "
+    "{w} schema's {kw}, which governed it before.",
+    "pattern_properties_narrowed": "The {r} schema restricts properties matching {pattern} beyond "
+    "what the {w} schema allowed for them.",
+    "additional_properties_narrowed": "The {r} schema narrows {kw} to {value}, so {w} objects "
+    "with other properties may be refused.",
+    "any_of_narrowed": "The {r} schema has no anyOf branch that accepts every value of {what} of "
+    "the {w} schema.",
+    "one_of_narrowed": "The {r} schema has no oneOf branch that surely matches exactly one value "
+    "of {what} of the {w} schema.",
+    "not_added": "The {r} schema forbids, through `not`, values the {w} schema may allow.",
+    "not_changed": "The {r} schema forbids, through `not`, values the {w} schema may allow.",
+    "conditional_added": "The {r} schema adds an if/then/else that {w} data need not meet.",
+    "conditional_changed": "The {r} schema changes an if/then/else that {w} data need not meet.",
+    "*_added": "The {r} schema adds {kw} {value}, which {w} data never had to meet.",
+    "*_tightened": "The {r} schema tightens {kw} from {old} to {value}, so some {w} values are "
+    "refused.",
+    "*_changed": "The {r} schema changes {kw} from {old} to {value}, which {w} data need not meet.",
+}
 
 
 class Compatibility(StrEnum):
@@ -93,7 +138,7 @@ class Incompatibility:
     """One reason why a schema may refuse data that another one accepted."""
 
     path: str  # JSON Pointer into the schema that must accept, "" for its root
-    kind: str  # stable snake_case code
+    kind: str  # stable snake_case code, a key of _MESSAGES or a keyword's *_added/... code
     message: str
 
 
@@ -111,11 +156,11 @@ def compare(
     mode = Compatibility(mode)
     backward = _Checker(old, new, "old", "new").run() if mode in ("BACKWARD", "FULL") else []
     forward = _Checker(new, old, "new", "old").run() if mode in ("FORWARD", "FULL") else []
-    if mode is Compatibility.FULL:
-        return _labelled(backward, "Backward (new schema reading old data)") + _labelled(
-            forward, "Forward (old schema reading new data)"
-        )
-    return backward + forward
+    if mode is not Compatibility.FULL:
+        return backward + forward
+    return _labelled(backward, "Backward (new schema reading old data)") + _labelled(
+        forward, "Forward (old schema reading new data)"
+    )
 
 
 def _labelled(reasons: list[Incompatibility], label: str) -> list[Incompatibility]:
@@ -141,8 +186,8 @@ class _Old:
     def of(cls, root: Any, schemas: Iterable[Any]) -> _Old:
         seen: set[int] = set()
         found = [item for schema in schemas for item, _ in _flatten(root, schema, "", seen)]
-        # An old conjunct this checker cannot read (a dangling $ref) is left out: that only makes
-        # the old side look wider, which can hide no break.
+        # An old conjunct that cannot be read (a dangling $ref) is left out: that only makes the
+        # old side look wider, which can hide no break.
         nodes = tuple(item for item in found if isinstance(item, Mapping))
         return cls(root, nodes, any(item is False for item in found))
 
@@ -192,7 +237,7 @@ class _Checker:
         self._mirror: _Checker | None = None
 
     def run(self) -> list[Incompatibility]:
-        return list(dict.fromkeys(self._descend([self._old_root], self._new_root, "")))
+        return self._descend([self._old_root], self._new_root, "")
 
     def _reverse(self) -> _Checker:
         """The same pair the other way round, for the few proofs that need new ⊆ old."""
@@ -200,6 +245,12 @@ class _Checker:
             self._mirror = _Checker(self._new_root, self._old_root, self._r, self._w)
             self._mirror._mirror = self
         return self._mirror
+
+    def _say(self, path: str, kind: str, **fields: str) -> Incompatibility:
+        suffix = kind.rsplit("_", 1)[-1]
+        generic = "*_tightened" if suffix in ("increased", "decreased") else f"*_{suffix}"
+        template = _MESSAGES.get(kind) or _MESSAGES[generic]
+        return Incompatibility(path, kind, template.format(w=self._w, r=self._r, **fields))
 
     def _descend(self, olds: Iterable[Any], new: Any, path: str) -> list[Incompatibility]:
         return self._implies(_Old.of(self._old_root, olds), new, path)
@@ -217,24 +268,18 @@ class _Checker:
             for item, where in _flatten(self._new_root, new, path, set()):
                 if isinstance(item, Mapping):
                     reasons += self._node(old, item, where)
+                elif item is False and not old.rejects_all():
+                    reasons.append(self._say(where, "false_schema"))
                 elif not old.rejects_all():
-                    reasons.append(self._opaque(item, where))
-            return reasons
+                    kind = (
+                        "unresolvable_ref"
+                        if isinstance(item, _Unresolved)
+                        else "unsupported_change"
+                    )
+                    reasons.append(self._say(where, kind, ref=_show(item), kw=_show(item)))
+            return list(dict.fromkeys(reasons))
         finally:
             self._active.discard(key)
-
-    def _opaque(self, item: Any, path: str) -> Incompatibility:
-        if item is False:
-            return self._reason(path, "false_schema", "is `false` and refuses every value")
-        if isinstance(item, _Unresolved):
-            return self._reason(
-                path, "unresolvable_ref", f"has $ref {item!r}, which cannot be followed"
-            )
-        return self._reason(path, "unsupported_change", f"has {_show(item)}, which is not a schema")
-
-    def _reason(self, path: str, kind: str, change: str, why: str = "") -> Incompatibility:
-        why = why or f"values the {self._w} schema accepted may be refused"
-        return Incompatibility(path, kind, f"The {self._r} schema {change}, so {why}.")
 
     def _node(self, old: _Old, n: Node, path: str) -> list[Incompatibility]:
         if old.rejects_all():
@@ -243,46 +288,28 @@ class _Checker:
         union = old.next_union()
         if reasons and union is not None:
             # The old schema is a union: it is enough that each alternative fits on its own.
-            per_branch = [self._node(branch, n, path) for branch in old.branches(*union)]
-            reasons = [r for branch in per_branch for r in branch]
+            reasons = [r for branch in old.branches(*union) for r in self._node(branch, n, path)]
         return reasons
 
     def _direct(self, old: _Old, n: Node, path: str) -> list[Incompatibility]:
-        atoms = _atoms(old.nodes)
-        nodes = old.nodes
+        atoms, nodes = _atoms(old.nodes), old.nodes
         reasons = self._type(old, n, atoms, path) + self._values(old, n, atoms, path)
         for kw, (atom, sign) in _LIMITS.items():
             if kw in n and atom in atoms:
-                reasons += _best(nodes, self._limit, n, kw, sign, path)
-        if "string" in atoms:
-            reasons += [
-                r
-                for kw in ("pattern", "format")
-                if kw in n
-                for r in _best(nodes, self._same, n, kw, path)
-            ]
+                reasons += _best(nodes, {kw}, self._limit, n, kw, sign, path)
+        # A custom format may constrain any type, so only `pattern` waits for strings.
+        for kw in ("pattern", "format"):
+            if kw in n and (kw == "format" or "string" in atoms):
+                reasons += _best(nodes, {kw}, self._same, n, kw, path)
         if atoms & _NUMERIC:
-            for lower in (True, False):
-                if _tightest(n, lower) is not None:
-                    reasons += _best(nodes, self._bound, n, lower, path)
+            for lower, kws in _BOUNDS.items():
+                if n.keys() & set(kws):
+                    reasons += _best(nodes, kws, self._bound, n, lower, path)
             if "multipleOf" in n:
-                reasons += _best(nodes, self._multiple, n, "fraction" not in atoms, path)
+                integral = "fraction" not in atoms
+                reasons += _best(nodes, {"multipleOf"}, self._multiple, n, integral, path)
         if "array" in atoms:
-            if "prefixItems" in n or "items" in n or _local_unevaluated(n, "unevaluatedItems"):
-                reasons += _best(nodes, self._items, n, path)
-            if n.get("uniqueItems") is True and not any(
-                c.get("uniqueItems") is True for c in nodes
-            ):
-                reasons.append(
-                    self._reason(
-                        f"{path}/uniqueItems",
-                        "unique_items_added",
-                        "requires unique items",
-                        f"{self._w} arrays with repeated items are refused",
-                    )
-                )
-            if "contains" in n and (n.get("minContains", 1) != 0 or "maxContains" in n):
-                reasons += _best(nodes, self._contains, n, path)
+            reasons += self._array(old, n, path)
         if "object" in atoms:
             reasons += self._object(old, n, path)
         for kw in ("anyOf", "oneOf"):
@@ -298,90 +325,48 @@ class _Checker:
         lost = atoms - _type_atoms(n["type"]) if "type" in n else frozenset()
         if not lost:
             return []
-        had = any("type" in c for c in old.nodes)
-        return [
-            self._reason(
-                f"{path}/type",
-                "type_narrowed" if had else "type_added",
-                f"{'narrows' if had else 'adds'} type to {_show(n['type'])}",
-                f"{_type_names(lost)} values the {self._w} schema accepted are refused",
-            )
-        ]
+        kind = "type_narrowed" if any("type" in c for c in old.nodes) else "type_added"
+        return [self._say(f"{path}/type", kind, type=_show(n["type"]), lost=_type_names(lost))]
 
     def _values(
         self, old: _Old, n: Node, atoms: frozenset[str], path: str
     ) -> list[Incompatibility]:
-        allowed = _values([n])
+        allowed, had = _values([n]), _values(old.nodes)
         if allowed is None:
             return []
         kw = "const" if "const" in n else "enum"
-        had = _values(old.nodes)
         if had is None:
-            return [
-                self._reason(
-                    f"{path}/{kw}",
-                    f"{kw}_added",
-                    f"adds `{kw}`",
-                    f"any other value the {self._w} schema accepted is refused",
-                )
-            ]
+            return [self._say(f"{path}/{kw}", f"{kw}_added")]
         lost = [v for k, v in had.items() if k not in allowed and _value_atom(v) in atoms]
-        if not lost:
-            return []
         kind = "enum_narrowed" if kw == "enum" else "const_changed"
-        return [
-            self._reason(
-                f"{path}/{kw}",
-                kind,
-                f"no longer allows {', '.join(map(_show, lost))}",
-                f"{self._w} data holding it is refused",
-            )
-        ]
+        return [self._say(f"{path}/{kw}", kind, values=", ".join(map(_show, lost)))] if lost else []
 
     def _limit(self, c: Node, n: Node, kw: str, sign: int, path: str) -> list[Incompatibility]:
         if kw in c and sign * (_dec(n[kw]) - _dec(c[kw])) <= 0:
             return []
-        stem = _snake(kw)
-        if kw not in c:
-            return [self._reason(f"{path}/{kw}", f"{stem}_added", f"adds {kw} {_show(n[kw])}")]
-        verb = ("raises", "increased") if sign > 0 else ("lowers", "decreased")
-        return [
-            self._reason(
-                f"{path}/{kw}",
-                f"{stem}_{verb[1]}",
-                f"{verb[0]} {kw} from {_show(c[kw])} to {_show(n[kw])}",
-            )
-        ]
+        verb = "added" if kw not in c else "increased" if sign > 0 else "decreased"
+        return [self._changed(f"{path}/{kw}", f"{_snake(kw)}_{verb}", kw, c.get(kw), n[kw])]
+
+    def _changed(self, path: str, kind: str, kw: str, old: Any, new: Any) -> Incompatibility:
+        return self._say(path, kind, kw=kw, old=_show(old), value=_show(new))
 
     def _same(self, c: Node, n: Node, kw: str, path: str) -> list[Incompatibility]:
         if kw in c and c[kw] == n[kw]:
             return []
         # Whether one regular expression or format contains another is not decided here.
-        kind, verb = (f"{kw}_changed", "changes") if kw in c else (f"{kw}_added", "adds")
-        return [
-            self._reason(
-                f"{path}/{kw}",
-                kind,
-                f"{verb} {kw} {_show(n[kw])}",
-                f"{self._w} strings need not satisfy it",
-            )
-        ]
+        kind = f"{kw}_changed" if kw in c else f"{kw}_added"
+        return [self._changed(f"{path}/{kw}", kind, kw, c.get(kw), n[kw])]
 
     def _bound(self, c: Node, n: Node, lower: bool, path: str) -> list[Incompatibility]:
         new, old = _tightest(n, lower), _tightest(c, lower)
         if new is None or (old is not None and old[0] >= new[0]):
             return []
         kw = new[1]
-        if old is None:
-            return [
-                self._reason(f"{path}/{kw}", f"{_snake(kw)}_added", f"adds {kw} {_show(n[kw])}")
-            ]
-        verb = "increased" if lower else "decreased"
+        verb = "added" if old is None else "increased" if lower else "decreased"
+        before = None if old is None else f"{old[1]} {_show(c[old[1]])}"
         return [
-            self._reason(
-                f"{path}/{kw}",
-                f"{_snake(kw)}_{verb}",
-                f"tightens the bound from {old[1]} {_show(c[old[1]])} to {kw} {_show(n[kw])}",
+            self._say(
+                f"{path}/{kw}", f"{_snake(kw)}_{verb}", kw=kw, old=str(before), value=_show(n[kw])
             )
         ]
 
@@ -391,19 +376,28 @@ class _Checker:
         old = _dec(c["multipleOf"]) if "multipleOf" in c else (Decimal(1) if integral else None)
         if old is not None and _divides(step, old):
             return []
-        kind, verb = (
-            ("multiple_of_changed", "changes")
-            if "multipleOf" in c
-            else ("multiple_of_added", "adds")
-        )
+        kind = "multiple_of_changed" if "multipleOf" in c else "multiple_of_added"
         return [
-            self._reason(
-                f"{path}/multipleOf",
-                kind,
-                f"{verb} multipleOf {_show(n['multipleOf'])}",
-                f"{self._w} numbers that are not multiples of it are refused",
+            self._changed(
+                f"{path}/multipleOf", kind, "multipleOf", c.get("multipleOf"), n["multipleOf"]
             )
         ]
+
+    def _array(self, old: _Old, n: Node, path: str) -> list[Incompatibility]:
+        reasons = []
+        if n.keys() & {"prefixItems", "items"} or _local_unevaluated(n, "unevaluatedItems"):
+            reasons += _best(old.nodes, _ITEMS, self._items, n, path)
+        if n.get("uniqueItems") is True and not any(
+            c.get("uniqueItems") is True for c in old.nodes
+        ):
+            reasons.append(
+                self._changed(
+                    f"{path}/uniqueItems", "unique_items_added", "uniqueItems", None, True
+                )
+            )
+        if "contains" in n and (n.get("minContains", 1) != 0 or "maxContains" in n):
+            reasons += _best(old.nodes, {"contains"}, self._contains, n, path)
+        return reasons
 
     def _items(self, c: Node, n: Node, path: str) -> list[Incompatibility]:
         pre_o, pre_n = c.get("prefixItems", []), n.get("prefixItems", [])
@@ -411,193 +405,142 @@ class _Checker:
         reasons: list[Incompatibility] = []
         for i in range(max(len(pre_o), len(pre_n))):
             item_o = pre_o[i] if i < len(pre_o) else tail_o
-            item_n, where = (
-                (pre_n[i], f"{path}/prefixItems/{i}")
-                if i < len(pre_n)
-                else (tail_n, f"{path}/{tail_kw}")
-            )
-            reasons += self._descend([item_o], item_n, where)
+            if i < len(pre_n):
+                reasons += self._descend([item_o], pre_n[i], f"{path}/prefixItems/{i}")
+            else:
+                reasons += self._descend([item_o], tail_n, f"{path}/{tail_kw}")
         return reasons + self._descend([tail_o], tail_n, f"{path}/{tail_kw}")
 
     def _contains(self, c: Node, n: Node, path: str) -> list[Incompatibility]:
         if "contains" not in c:
             return [
-                self._reason(
-                    f"{path}/contains",
-                    "contains_added",
-                    "adds `contains`",
-                    f"{self._w} arrays without such an item are refused",
-                )
+                self._changed(f"{path}/contains", "contains_added", "contains", None, n["contains"])
             ]
         reasons = self._descend([c["contains"]], n["contains"], f"{path}/contains")
-        if _dec(n.get("minContains", 1)) > _dec(c.get("minContains", 1)):
+        least_o, least_n = c.get("minContains", 1), n.get("minContains", 1)
+        if _dec(least_n) > _dec(least_o):
             reasons.append(
-                self._reason(
-                    f"{path}/minContains",
-                    "min_contains_increased",
-                    f"raises minContains to {_show(n['minContains'])}",
+                self._changed(
+                    f"{path}/minContains", "min_contains_increased", "minContains", least_o, least_n
                 )
             )
-        # maxContains counts items matching the new `contains`: sound only when both match alike.
-        if "maxContains" in n and not (
-            "maxContains" in c
-            and _dec(c["maxContains"]) <= _dec(n["maxContains"])
+        # maxContains counts the items matching the new `contains`: sound only if both match alike.
+        most_o, most_n = c.get("maxContains"), n.get("maxContains")
+        if most_n is not None and not (
+            most_o is not None
+            and _dec(most_o) <= _dec(most_n)
             and self._equivalent(c["contains"], n["contains"])
         ):
+            kind = "max_contains_added" if most_o is None else "max_contains_decreased"
             reasons.append(
-                self._reason(
-                    f"{path}/maxContains",
-                    "max_contains_decreased",
-                    f"caps matching items at maxContains {_show(n['maxContains'])}",
-                )
+                self._changed(f"{path}/maxContains", kind, "maxContains", most_o, most_n)
             )
         return reasons
 
     def _object(self, old: _Old, n: Node, path: str) -> list[Incompatibility]:
         nodes = old.nodes
-        reasons = _best(nodes, self._members, n, path) if n.keys() & set(_OBJECT_MEMBERS) else []
+        reasons = _best(nodes, _MEMBERS, self._members, n, path) if n.keys() & _MEMBERS else []
         required = {p for c in nodes for p in c.get("required", [])}
         for name in n.get("required", []):
             if name not in required:
                 reasons.append(
-                    self._reason(
-                        f"{path}/required",
-                        "required_property_added",
-                        f"requires property {name!r}",
-                        f"{self._w} objects without it are refused",
-                    )
+                    self._say(f"{path}/required", "required_property_added", name=repr(name))
                 )
         if "propertyNames" in n:
-            reasons += _best(
-                nodes,
-                lambda c: self._descend(
-                    [c.get("propertyNames", True), _STRING],
-                    n["propertyNames"],
-                    f"{path}/propertyNames",
-                ),
-            )
+            reasons += _best(nodes, {"propertyNames"}, self._names, n, path)
         for key, needs in n.get("dependentRequired", {}).items():
             have = required | {
                 p for c in nodes for p in c.get("dependentRequired", {}).get(key, [])
             }
             if missing := [p for p in needs if p not in have]:
+                where = f"{path}/dependentRequired/{_esc(key)}"
                 reasons.append(
-                    self._reason(
-                        f"{path}/dependentRequired/{_esc(key)}",
+                    self._say(
+                        where,
                         "dependent_required_added",
-                        f"requires {', '.join(map(repr, missing))} whenever {key!r} is present",
-                        f"{self._w} objects with {key!r} but without them are refused",
+                        key=repr(key),
+                        missing=", ".join(map(repr, missing)),
                     )
                 )
         for key, schema in n.get("dependentSchemas", {}).items():
+            # The old schema had the same dependency, or it implies the new one outright.
             where = f"{path}/dependentSchemas/{_esc(key)}"
-            # Either the old schema had the same dependency, or it implies the new one outright.
             tries = [
                 [c["dependentSchemas"][key]] for c in nodes if key in c.get("dependentSchemas", {})
             ]
-            reasons += _best(
-                [*tries, list(nodes)], lambda olds, s=schema, w=where: self._descend(olds, s, w)
-            )
+            results = [self._descend(olds, schema, where) for olds in [*tries, nodes]]
+            if all(results):
+                closest: list[Incompatibility] = min(results, key=len)
+                reasons += closest
         return reasons
+
+    def _names(self, c: Node, n: Node, path: str) -> list[Incompatibility]:
+        olds = [c.get("propertyNames", True), _STRING]
+        return self._descend(olds, n["propertyNames"], f"{path}/propertyNames")
 
     def _members(self, c: Node, n: Node, path: str) -> list[Incompatibility]:
         old, new = _Members.of(c), _Members.of(n)
         reasons: list[Incompatibility] = []
         for name in dict.fromkeys([*old.properties, *new.properties]):
-            gov_o, gov_n = old.governing(name), new.governing(name)
-            if gov_n is None:
-                reasons.append(
-                    self._reason(
-                        f"{path}/patternProperties",
-                        "unsupported_change",
-                        "has a pattern this checker cannot compile",
-                    )
-                )
-                continue
-            if gov_o is None:  # an old pattern it cannot compile: assume the least about old data
-                olds = [old.properties[name]] if name in old.properties else [True]
-            else:
-                olds = [schema for schema, _ in gov_o]
-            old_open = gov_o is not None and [rel for _, rel in gov_o] == [f"/{old.extra_kw}"]
-            for schema, rel in gov_n:
-                if not (inner := self._descend(olds, schema, path + rel)):
-                    continue
-                where = f"{path}/properties/{_esc(name)}"
-                if rel == f"/{new.extra_kw}":  # removed: now governed by additionalProperties
-                    closed = new.extra is False
-                    kind = (
-                        "property_removed_from_closed_model"
-                        if closed
-                        else "property_removed_not_covered"
-                    )
-                    change = (
-                        "is closed"
-                        if closed
-                        else f"restricts undeclared properties by {new.extra_kw}"
-                    )
-                    reasons.append(
-                        self._reason(
-                            where,
-                            kind,
-                            f"drops property {name!r} and {change}",
-                            f"{self._w} objects carrying {name!r} are refused",
-                        )
-                    )
-                elif old_open:
-                    kind = (
-                        "property_added_to_open_model"
-                        if _is_true(old.extra)
-                        else "property_added_not_covered"
-                    )
-                    reasons.append(
-                        self._reason(
-                            where,
-                            kind,
-                            f"declares property {name!r}, which the {self._w} schema left to {old.extra_kw}",
-                            f"{self._w} objects may already carry {name!r} with other values",
-                        )
-                    )
-                else:
-                    reasons += inner
+            reasons += self._member(old, new, name, path)
         # Members named by neither: an old one matched old patterns, or else additionalProperties.
         old_others = [old.extra, *old.patterns.values()]
         for pattern, schema in new.patterns.items():
             olds = [old.patterns[pattern]] if pattern in old.patterns else old_others
             if any(self._descend([o], schema, "") for o in olds):
+                where = f"{path}/patternProperties/{_esc(pattern)}"
                 reasons.append(
-                    self._reason(
-                        f"{path}/patternProperties/{_esc(pattern)}",
-                        "pattern_properties_narrowed",
-                        f"restricts properties matching {pattern!r}",
-                    )
+                    self._say(where, "pattern_properties_narrowed", pattern=repr(pattern))
                 )
         unmatched = [old.extra, *(s for p, s in old.patterns.items() if p not in new.patterns)]
         if any(self._descend([o], new.extra, "") for o in unmatched):
-            reasons.append(
-                self._reason(
-                    f"{path}/{new.extra_kw}",
-                    "additional_properties_narrowed",
-                    f"narrows {new.extra_kw} to {_show(new.extra)}",
-                    f"{self._w} objects with other properties may be refused",
+            where, kind = f"{path}/{new.extra_kw}", "additional_properties_narrowed"
+            reasons.append(self._say(where, kind, kw=new.extra_kw, value=_show(new.extra)))
+        return reasons
+
+    def _member(self, old: _Members, new: _Members, name: str, path: str) -> list[Incompatibility]:
+        """The reasons why the new schema may refuse the value of a member `name` of old data."""
+        gov_o, gov_n = old.governing(name), new.governing(name)
+        if gov_n is None:
+            return [
+                self._say(f"{path}/patternProperties", "unsupported_change", kw="patternProperties")
+            ]
+        if gov_o is None:  # an old pattern that cannot be compiled: assume the least of old data
+            olds = [old.properties[name]] if name in old.properties else [True]
+        else:
+            olds = [schema for schema, _ in gov_o]
+        old_open = gov_o is not None and [rel for _, rel in gov_o] == [f"/{old.extra_kw}"]
+        where = f"{path}/properties/{_esc(name)}"
+        reasons: list[Incompatibility] = []
+        for schema, rel in gov_n:
+            if not (inner := self._descend(olds, schema, path + rel)):
+                continue
+            if rel == f"/{new.extra_kw}":  # the new schema dropped it: additionalProperties decide
+                closed = new.extra is False
+                kind = (
+                    "property_removed_from_closed_model"
+                    if closed
+                    else "property_removed_not_covered"
                 )
-            )
+                reasons.append(self._say(where, kind, name=repr(name), kw=new.extra_kw))
+            elif old_open:  # old data may carry it with whatever additionalProperties allowed
+                kind = (
+                    "property_added_to_open_model"
+                    if _is_true(old.extra)
+                    else "property_added_not_covered"
+                )
+                reasons.append(self._say(where, kind, name=repr(name), kw=old.extra_kw))
+            else:
+                reasons += inner
         return reasons
 
     def _union(self, old: _Old, n: Node, kw: str, path: str) -> list[Incompatibility]:
         branches: Sequence[Any] = n[kw]
-        reasons = []
-        for leaf in old.leaves():
-            if not any(self._fits(leaf, branches, j, kw, path) for j in range(len(branches))):
-                which = "some" if kw == "anyOf" else "exactly one"
-                reasons.append(
-                    self._reason(
-                        f"{path}/{kw}",
-                        f"{_snake(kw)}_narrowed",
-                        f"has no {kw} branch that surely matches {which} of the values of {leaf.describe()} of the {self._w} schema",
-                        "those values are refused",
-                    )
-                )
-        return reasons
+        return [
+            self._say(f"{path}/{kw}", f"{_snake(kw)}_narrowed", what=leaf.describe())
+            for leaf in old.leaves()
+            if not any(self._fits(leaf, branches, j, kw, path) for j in range(len(branches)))
+        ]
 
     def _fits(self, leaf: _Old, branches: Sequence[Any], j: int, kw: str, path: str) -> bool:
         if self._implies(leaf, branches[j], f"{path}/{kw}/{j}"):
@@ -625,14 +568,12 @@ class _Checker:
     def _not(self, old: _Old, n: Node, path: str) -> list[Incompatibility]:
         banned = _Old.of(self._new_root, [n["not"]])
         # Sound when the newly banned values were banned before, or could never occur.
-        if any(
-            "not" in c and not self._reverse()._implies(banned, c["not"], "") for c in old.nodes
+        earlier = [c["not"] for c in old.nodes if "not" in c]
+        if any(not self._reverse()._implies(banned, e, "") for e in earlier) or _disjoint(
+            old, banned
         ):
             return []
-        if _disjoint(old, banned):
-            return []
-        kind = "not_changed" if any("not" in c for c in old.nodes) else "not_added"
-        return [self._reason(f"{path}/not", kind, "forbids values through `not`")]
+        return [self._say(f"{path}/not", "not_changed" if earlier else "not_added")]
 
     def _conditional(self, old: _Old, n: Node, path: str) -> list[Incompatibility]:
         then, other = n.get("then", True), n.get("else", True)
@@ -644,27 +585,18 @@ class _Checker:
                 if not any(self._descend([o], s, "") for o, s in pairs):
                     return []
         kind = "conditional_changed" if any("if" in c for c in old.nodes) else "conditional_added"
-        return [self._reason(f"{path}/if", kind, "adds or changes an if/then/else condition")]
+        return [self._say(f"{path}/if", kind)]
 
     def _unsupported(self, old: _Old, n: Node, path: str) -> list[Incompatibility]:
-        reasons = []
-        for kw, value in n.items():
-            if (
-                kw in _ANNOTATIONS
-                or kw in _MODELLED
-                or (kw.startswith("unevaluated") and (value is True or _local_unevaluated(n, kw)))
-            ):
-                continue
-            if not any(kw in c and _canon(c[kw]) == _canon(value) for c in old.nodes):
-                reasons.append(
-                    self._reason(
-                        f"{path}/{_esc(kw)}",
-                        "unsupported_change",
-                        f"adds or changes `{kw}`, which this checker cannot reason about",
-                        f"it cannot promise that {self._w} data is still accepted",
-                    )
-                )
-        return reasons
+        return [
+            self._say(f"{path}/{_esc(kw)}", "unsupported_change", kw=kw)
+            for kw, value in n.items()
+            if kw not in _ANNOTATIONS
+            and kw not in _MODELLED
+            # unevaluated* on a node without in-place applicators is modelled like items/additional*
+            and not (kw.startswith("unevaluated") and (value is True or _local_unevaluated(n, kw)))
+            and not any(kw in c and _canon(c[kw]) == _canon(value) for c in old.nodes)
+        ]
 
 
 @dataclass(frozen=True)
@@ -678,21 +610,17 @@ class _Members:
 
     @classmethod
     def of(cls, node: Node) -> _Members:
-        extra, kw = True, "additionalProperties"
-        if "additionalProperties" in node:
-            extra = node["additionalProperties"]
-        elif _local_unevaluated(node, "unevaluatedProperties"):
-            extra, kw = node.get("unevaluatedProperties", True), "unevaluatedProperties"
+        extra, kw = node.get("additionalProperties", True), "additionalProperties"
+        if "additionalProperties" not in node and _local_unevaluated(node, "unevaluatedProperties"):
+            extra, kw = node["unevaluatedProperties"], "unevaluatedProperties"
         return cls(node.get("properties", {}), node.get("patternProperties", {}), extra, kw)
 
     def governing(self, name: str) -> list[tuple[Any, str]] | None:
         """The schemas member `name` must match, with their relative pointers; None when a
         pattern does not compile as a Python regular expression."""
-        found = (
-            [(self.properties[name], f"/properties/{_esc(name)}")]
-            if name in self.properties
-            else []
-        )
+        found = []
+        if name in self.properties:
+            found.append((self.properties[name], f"/properties/{_esc(name)}"))
         for pattern, schema in self.patterns.items():
             try:
                 if re.search(pattern, name):
@@ -740,17 +668,20 @@ def _resolve(root: Any, ref: Any) -> Any:
 
 
 def _best(
-    candidates: Sequence[Any], check: Callable[..., list[Incompatibility]], *args: Any
+    nodes: Sequence[Node],
+    keywords: Collection[str],
+    check: Callable[..., list[Incompatibility]],
+    *args: Any,
 ) -> list[Incompatibility]:
-    """[] when any one candidate (an old conjunct) proves `check`, else the shortest complaint."""
-    best: list[Incompatibility] | None = None
-    for candidate in candidates or (_EMPTY,):
-        reasons = check(candidate, *args)
-        if not reasons:
+    """[] when one old conjunct proves `check`, else the shortest complaint. Conjuncts without
+    any of `keywords` all stand for the widest case, `{}`, which is tried only when none has any."""
+    relevant = [c for c in nodes if c.keys() & set(keywords)] or [_EMPTY]
+    results = []
+    for node in relevant:
+        if not (reasons := check(node, *args)):
             return []
-        if best is None or len(reasons) < len(best):
-            best = reasons
-    return best or []
+        results.append(list(dict.fromkeys(reasons)))
+    return min(results, key=len)
 
 
 def _disjoint(a: _Old, b: _Old, depth: int = 0) -> bool:
@@ -800,10 +731,8 @@ def _atoms(nodes: Iterable[Node]) -> frozenset[str]:
 
 def _type_atoms(declared: Any) -> frozenset[str]:
     names = [declared] if isinstance(declared, str) else list(declared)
-    return (
-        frozenset(a for name in names for a in (_NUMERIC if name == "number" else {name}))
-        & _ALL_ATOMS
-    )
+    atoms = {a for name in names for a in (_NUMERIC if name == "number" else {name})}
+    return frozenset(atoms) & _ALL_ATOMS
 
 
 def _type_names(atoms: Iterable[str]) -> str:
@@ -869,8 +798,7 @@ def _tightest(node: Node, lower: bool) -> tuple[tuple[Decimal, bool], str] | Non
     """A node's tightest numeric bound on one side as (sort key, keyword): a larger key is
     tighter, and at equal values the exclusive bound is."""
     sign = 1 if lower else -1
-    pair = ("minimum", "exclusiveMinimum") if lower else ("maximum", "exclusiveMaximum")
-    found = [((sign * _dec(node[kw]), kw.startswith("exclusive")), kw) for kw in pair if kw in node]
+    found = [((sign * _dec(node[kw]), kw[0] == "e"), kw) for kw in _BOUNDS[lower] if kw in node]
     return max(found) if found else None
 
 
@@ -879,13 +807,14 @@ def _tail(node: Node) -> tuple[Any, str]:
     if "items" in node:
         return node["items"], "items"
     if _local_unevaluated(node, "unevaluatedItems"):
-        return node.get("unevaluatedItems", True), "unevaluatedItems"
+        return node["unevaluatedItems"], "unevaluatedItems"
     return True, "items"
 
 
 def _local_unevaluated(node: Node, kw: str) -> bool:
-    """Whether `kw` is present and sees only this node's own keywords, acting like `items` or
-    `additionalProperties` do (`contains` also marks items evaluated)."""
+    """Whether `kw` (unevaluatedItems/Properties) is present and sees only this node's own
+    keywords, so that it acts like `items` or `additionalProperties` (`contains` also marks items
+    evaluated)."""
     blockers = _IN_PLACE | ({"contains"} if kw == "unevaluatedItems" else set())
     return kw in node and not (node.keys() & blockers)
 

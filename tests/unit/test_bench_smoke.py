@@ -19,15 +19,23 @@ import pytest
 
 from bench import forwarding, http_ingress, outage, replay, scale, store_writes, wrk
 from bench.common import AMQP_HOST, AMQP_PORT, RABBITMQCTL, Context
+from bench.forwarding import abba, combine_repetitions, ratio_of_sides
 from bench.plot import draw
 from bench.targets import evaluate
 
 pytestmark = pytest.mark.integration
 
 # The keys each benchmark's rows must carry, by case.
+REPEATED = {"repetitions", "runs"}  # a case run more than once (ABBA): the mean, and each run
+ABBA_RATIO = {
+    "declarative_vs_pydantic",
+    "declarative_vs_pydantic_rounds",
+    "declarative_vs_pydantic_order",
+}
 EXPECTED: dict[str, dict[str, set[str]]] = {
     "forwarding": {
-        "gateway": {"events_per_s", "order_ok", "order_inversions", "complete", "direct"},
+        "gateway": {"events_per_s", "order_ok", "order_inversions", "complete", "direct"}
+        | REPEATED,
         "gateway_declarative": {
             "events_per_s",
             "cpu_ms_per_event",
@@ -35,17 +43,31 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             "order_inversions",
             "complete",
             "direct",
-        },
+        }
+        | REPEATED,
         "faststream_relay": {"events_per_s", "complete", "cpu_ms_per_event"},
         "aio_pika_relay": {"events_per_s", "complete", "cpu_ms_per_event"},
         "aio_pika_raw_64": {"events_per_s", "complete"},
-        "ratios": {"gateway_vs_relay", "gateway_vs_raw", "declarative_vs_pydantic"},
+        "ratios": {
+            "gateway_vs_relay",
+            "gateway_vs_raw",
+            "pydantic_events_per_s",
+            "declarative_events_per_s",
+        }
+        | ABBA_RATIO,
     },
     "http": {
-        "published": {"requests_per_s", "p50_ms", "p99_ms", "answered_published"},
-        "published_declarative": {"requests_per_s", "p50_ms", "p99_ms", "answered_published"},
+        "published": {"requests_per_s", "p50_ms", "p99_ms", "answered_published"} | REPEATED,
+        "published_declarative": {"requests_per_s", "p50_ms", "p99_ms", "answered_published"}
+        | REPEATED,
         "stored": {"requests_per_s", "p50_ms", "p99_ms", "answered_stored"},
-        "ratios": {"stored_vs_published", "stored_single_p50_ms", "declarative_vs_pydantic"},
+        "ratios": {
+            "stored_vs_published",
+            "stored_single_p50_ms",
+            "pydantic_requests_per_s",
+            "declarative_requests_per_s",
+        }
+        | ABBA_RATIO,
     },
     "store": {
         "naive_sqlite": {"events_per_s", "journal_mode"},
@@ -132,7 +154,50 @@ async def test_benchmark_reports_its_figures(name: str, broker_url: str, tmp_pat
     for case, keys in EXPECTED[name].items():
         for row in by_case[case]:
             assert keys <= set(row), (case, keys - set(row))
+            if "runs" in keys:
+                # ABBA: each side ran its repetitions, at the positions abba() gives it.
+                side = "A" if case in ("gateway", "published") else "B"
+                order = abba(module.SMOKE.repetitions)
+                assert row["repetitions"] == module.SMOKE.repetitions
+                assert [run["position"] for run in row["runs"]] == [
+                    n for n, s in enumerate(order, 1) if s == side
+                ]
+    if "ratios" in by_case and "declarative_vs_pydantic_rounds" in by_case["ratios"][0]:
+        ratios = by_case["ratios"][0]
+        assert ratios["declarative_vs_pydantic_order"] == "".join(abba(module.SMOKE.repetitions))
+        assert len(ratios["declarative_vs_pydantic_rounds"]) == module.SMOKE.repetitions
     collected.extend(rows)
+
+
+def test_abba_interleaves_the_two_sides() -> None:
+    assert abba(1) == ["A", "B"]
+    assert abba(2) == ["A", "B", "B", "A"]
+    assert abba(3) == ["A", "B", "B", "A", "A", "B"]
+
+
+def test_repetitions_combine_to_a_mean_and_keep_every_runs_checks() -> None:
+    runs = [
+        {"case": "gateway", "position": 1, "events_per_s": 100.0, "arrived": 50, "complete": True},
+        {"case": "gateway", "position": 4, "events_per_s": 300.0, "arrived": 40, "complete": False},
+    ]
+
+    row = combine_repetitions(
+        runs, mean=("events_per_s",), total=("arrived",), every=("complete", "absent")
+    )
+
+    assert row["case"] == "gateway"
+    assert "position" not in row
+    assert "absent" not in row
+    assert row["events_per_s"] == 200.0
+    assert row["arrived"] == 90
+    assert row["complete"] is False  # one incomplete run makes the case incomplete
+    assert row["repetitions"] == 2
+    assert row["runs"] == [
+        {"position": 1, "events_per_s": 100.0, "arrived": 50, "complete": True},
+        {"position": 4, "events_per_s": 300.0, "arrived": 40, "complete": False},
+    ]
+    # (B1+B2)/(A1+A2), and each round's own ratio.
+    assert ratio_of_sides([100.0, 300.0], [90.0, 270.0]) == {"ratio": 0.9, "rounds": [0.9, 0.9]}
 
 
 def test_targets_and_figure_come_from_the_results(tmp_path: Path) -> None:
