@@ -3,7 +3,8 @@ documents and the metrics are all built from. A catalog is the user's: a YAML/JS
 Schemas (`declarative`), or a Python object of pydantic models (`Catalog`, `Channel`,
 `EventModel`); the three contract channels are the default one (`default`)."""
 
-from .channel import Catalog, CatalogError, Channel, Compatibility, Problem
+from .channel import Catalog, CatalogError, Channel, Problem
+from .compatibility import Compatibility
 from .loading import ENTRY_POINT_GROUP, load_catalog
 from .model import CurrencyCode, EventModel, Money
 from .payload import InvalidPayload

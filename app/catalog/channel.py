@@ -6,10 +6,10 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
+from .compatibility import Compatibility
 from .model import EventModel
 from .payload import (
     InvalidPayload,
@@ -24,16 +24,6 @@ from .payload import (
 # `orders.created.v2` is a versioned channel and `orders.*` binds every orders channel.
 NAME_PATTERN = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*$")
 MAX_NAME_LENGTH = 200  # the inbound queue `breakwater.in.<name>` must stay an AMQP short string
-
-
-class Compatibility(StrEnum):
-    """How a channel's schema may change (`breakwater catalog check`), in the schema-registry
-    sense: BACKWARD, the new schema accepts everything the old one did."""
-
-    backward = "BACKWARD"
-    forward = "FORWARD"
-    full = "FULL"
-    none = "NONE"
 
 
 @dataclass(frozen=True)
@@ -69,9 +59,10 @@ class Channel:
     model: type[EventModel] | None = None
     schema: Mapping[str, Any] | None = None
     description: str = ""
-    examples: tuple[Any, ...] = field(default=())  # JSON values, objects mostly
+    examples: Sequence[Any] = field(default=())  # JSON values, objects mostly; kept as a tuple
     deprecated: bool = False
-    compatibility: Compatibility = Compatibility.backward
+    # How its schema may change (`breakwater catalog check`), in the schema-registry sense.
+    compatibility: Compatibility = Compatibility.BACKWARD
 
     def __post_init__(self) -> None:
         if (self.model is None) == (self.schema is None):

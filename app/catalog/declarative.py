@@ -26,7 +26,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .channel import Catalog, CatalogError, Channel, Compatibility, Problem
+from .channel import Catalog, CatalogError, Channel, Problem
+from .compatibility import Compatibility
 from .payload import UnusableSchema, inline_refs, pointer
 
 CATALOG_SUFFIXES = (".yaml", ".yml", ".json")

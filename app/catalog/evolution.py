@@ -14,12 +14,11 @@ from typing import Any
 
 import jsonschema_rs
 
-from .channel import CatalogError, Compatibility, Problem
-from .compatibility import compare
+from ..topology import EVENTS_EXCHANGE
+from .channel import CatalogError, Problem
+from .compatibility import Compatibility, compare
 from .declarative import read_document
 from .loading import load_catalog
-
-EVENTS_EXCHANGE = "breakwater.events"
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ def check_catalogs(
         after = new.get(name)
         chosen = mode or (after.compatibility if after else before.compatibility)
         if after is None:
-            if chosen is not Compatibility("NONE"):
+            if chosen != Compatibility.NONE:
                 breaks.append(
                     f"{name}: {chosen}: channel removed: its producers would get 404 and its"
                     " consumers nothing more"
@@ -83,7 +82,7 @@ def _from_asyncapi(document: dict[str, Any], source: str) -> dict[str, ChannelSc
             problem = Problem(str(channel.get("address")), "", f"cannot read its payload: {exc}")
             raise CatalogError([problem], source) from None
         payload.pop("components", None)
-        found[str(channel["address"])] = ChannelSchema(payload, Compatibility("BACKWARD"))
+        found[str(channel["address"])] = ChannelSchema(payload, Compatibility.BACKWARD)
     if not found:
         problem = Problem(
             "-", "/channels", f"no channel on {EVENTS_EXCHANGE}: not a Breakwater document"

@@ -60,23 +60,35 @@ class EventModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=10_000)
 
 
+class NotJson(ValueError):
+    """A body that is not one JSON value in UTF-8."""
+
+
 def _no_constants(name: str) -> object:
     raise ValueError(f"{name} is not a number JSON allows")
+
+
+def load_json(body: bytes) -> Any:
+    """The JSON value of `body`, numbers with a fraction or exponent as Decimal, never through a
+    float, so that every digit is kept; NotJson otherwise. NaN and Infinity literals are refused.
+    Every channel, model or JSON Schema, reads its payloads through here."""
+    try:
+        # Strict UTF-8 first: json.loads on bytes would also take UTF-16/32 and skip a BOM.
+        text = body.decode("utf-8")
+        return json.loads(text, parse_float=Decimal, parse_constant=_no_constants)
+    except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, absurd nesting or ints
+        raise NotJson(str(exc)[:200]) from None
 
 
 def parse_payload(model: type[EventModel], body: bytes) -> EventModel:
     """Validate a JSON body against `model`; raises pydantic's ValidationError, JSON errors included.
 
-    JSON numbers are read as Decimal, never through a float (pydantic's own JSON parser would),
-    so money sent as a number keeps every digit. NaN and Infinity literals are refused.
-    """
+    The body is read by `load_json` (pydantic's own JSON parser would read numbers as floats)."""
     try:
-        # Strict UTF-8 first: json.loads on bytes would also take UTF-16/32 and skip a BOM.
-        text = body.decode("utf-8")
-        data = json.loads(text, parse_float=Decimal, parse_constant=_no_constants)
-    except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, absurd nesting or ints
+        data = load_json(body)
+    except NotJson as exc:
         detail = InitErrorDetails(
-            type="json_invalid", loc=(), input=body[:100], ctx={"error": str(exc)[:200]}
+            type="json_invalid", loc=(), input=body[:100], ctx={"error": str(exc)}
         )
         raise ValidationError.from_exception_data(model.__name__, [detail]) from None
     return model.model_validate(data)

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from decimal import Decimal
 from typing import Any, Protocol
 
 import jsonschema_rs
 import simplejson
 from pydantic import ValidationError
 
-from .model import EventModel, parse_payload
+from .model import EventModel, NotJson, load_json, parse_payload
 
 # A dead-letter reason travels in one AMQP header (a long string), and people read it.
 MAX_REASON_TEXT = 2000
@@ -110,9 +109,9 @@ class JsonSchemaPayload:
 
     def validate(self, body: bytes) -> bytes:
         try:
-            data = json.loads(body.decode("utf-8"), parse_float=Decimal, parse_constant=_refuse)
-        except (ValueError, RecursionError) as exc:
-            error = {"type": "json_invalid", "loc": [], "msg": f"Invalid JSON: {str(exc)[:200]}"}
+            data = load_json(body)
+        except NotJson as exc:
+            error = {"type": "json_invalid", "loc": [], "msg": f"Invalid JSON: {exc}"}
             raise InvalidPayload([{**error, "pointer": ""}]) from None
         if not self._validator.is_valid(data):
             raise InvalidPayload(self.errors(data))
@@ -189,7 +188,3 @@ def dump(data: Any) -> bytes:
         data, use_decimal=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     )
     return text.encode()
-
-
-def _refuse(name: str) -> object:
-    raise ValueError(f"{name} is not a number JSON allows")
