@@ -78,6 +78,8 @@ def load_json(body: bytes) -> Any:
         return json.loads(text, parse_float=Decimal, parse_constant=_no_constants)
     except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, absurd nesting or ints
         raise NotJson(str(exc)[:200]) from None
+    except ArithmeticError:  # decimal.InvalidOperation: `1e99999999999999999999`
+        raise NotJson("a number beyond the range of a decimal") from None
 
 
 def parse_payload(model: type[EventModel], body: bytes) -> EventModel:

@@ -115,7 +115,15 @@ class JsonSchemaPayload:
             raise InvalidPayload([{**error, "pointer": ""}]) from None
         if not self._validator.is_valid(data):
             raise InvalidPayload(self.errors(data))
-        return dump(data)
+        try:
+            return dump(data)
+        except UnicodeEncodeError:
+            # JSON may escape a lone surrogate (`"\ud800"`): valid JSON, not Unicode text, so
+            # it cannot be written on. (A model's strings refuse it while validating.)
+            where = _lone_surrogate(data, []) or []
+            message = "a lone surrogate is not text"
+            unicode_error = {"type": "string_unicode", "loc": where, "msg": message}
+            raise InvalidPayload([{**unicode_error, "pointer": pointer(where)}]) from None
 
     def errors(self, data: Any) -> list[dict[str, Any]]:
         return [
@@ -180,6 +188,34 @@ def _has_ref(node: Any) -> bool:
     if isinstance(node, list):
         return any(_has_ref(item) for item in node)
     return False
+
+
+def _lone_surrogate(data: Any, path: list[str | int]) -> list[str | int] | None:
+    """Where in `data` the first string that UTF-8 cannot encode is: the string, or the object
+    whose key it is (a path that named the key could not be written in the answer either)."""
+    if isinstance(data, str):
+        return None if _encodable(data) else path
+    if isinstance(data, dict):
+        if not all(_encodable(key) for key in data):
+            return path
+        children: list[tuple[str | int, Any]] = list(data.items())
+    elif isinstance(data, list):
+        children = list(enumerate(data))
+    else:
+        return None
+    for key, value in children:
+        found = _lone_surrogate(value, [*path, key])
+        if found is not None:
+            return found
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def dump(data: Any) -> bytes:

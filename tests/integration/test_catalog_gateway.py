@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import httpx
 import jsonschema
 import pytest
@@ -232,3 +233,35 @@ async def test_stored_events_of_a_channel_the_catalog_dropped_are_kept_and_repor
         {"n": 0},
         {"n": 1},
     ]
+
+
+async def test_bodies_json_allows_but_no_payload_can_carry_are_refused_not_crashed_on(
+    start_gateway: Callable[..., GatewayProcess], declared: Path, amqp: Any
+) -> None:
+    """A number beyond a decimal's range, a lone surrogate: a 422 over HTTP (never a 500) and a
+    dead-letter over AMQP (never requeued forever)."""
+    gateway = start_gateway(catalog=str(declared))
+    channel = await amqp.channel()
+    dead = await channel.declare_queue(exclusive=True)
+    await dead.bind("breakwater.dlx")
+    example = json.dumps(RETURNS["examples"][0])
+    bodies = {
+        "huge-exponent": example.replace("9.5", "1e99999999999999999999").encode(),
+        "lone-surrogate": example.replace("ord-1001", "ord-\\ud800").encode(),
+    }
+
+    for body in bodies.values():
+        response = httpx.post(f"{gateway.base_url}/v1/events/returns.requested", content=body)
+        assert response.status_code == 422, response.text
+    for message_id, body in bodies.items():
+        await channel.default_exchange.publish(
+            aio_pika.Message(body, message_id=message_id),
+            routing_key="breakwater.in.returns.requested",
+        )
+
+    dead_lettered = {m.message_id: m for m in await collect(dead, 2)}
+    assert set(dead_lettered) == set(bodies)
+    assert "beyond the range" in str(dead_lettered["huge-exponent"].headers["x-breakwater-error"])
+    assert "/order_id: a lone surrogate" in str(
+        dead_lettered["lone-surrogate"].headers["x-breakwater-error"]
+    )

@@ -385,3 +385,45 @@ def test_catalog_check_against_a_previous_asyncapi_document_and_a_removed_channe
     assert replaced.exit_code == 1
     removed = [line for line in replaced.output.splitlines() if "channel removed" in line]
     assert len(removed) == 3, replaced.output
+
+
+HUGE_EXPONENT = b"1e99999999999999999999"
+
+
+def test_a_number_beyond_a_decimals_range_is_invalid_json_on_both_kinds(tmp_path: Path) -> None:
+    declared = load_catalog(str(write(tmp_path, [SHIPMENT])))["shipments.dispatched"]
+    payment = DEFAULT_CATALOG["payments.captured"]
+    bodies = [
+        (declared, b'{"shipment_id":"s","weight_kg":' + HUGE_EXPONENT + b',"lines":[{"sku":"A"}]}'),
+        (
+            payment,
+            b'{"payment_id":"p","order_id":"o","amount":' + HUGE_EXPONENT + b',"currency":"EUR"}',
+        ),
+    ]
+
+    for channel, body in bodies:
+        with pytest.raises(InvalidPayload) as raised:
+            channel.payload.validate(body)
+        [error] = raised.value.errors
+        assert (error["type"], error["pointer"]) == ("json_invalid", ""), error
+        assert "beyond the range" in error["msg"]
+
+
+def test_a_lone_surrogate_is_refused_where_it_stands_and_the_answer_is_writable() -> None:
+    anything = Catalog([Channel(name="any.thing", schema={}, summary="s", examples=[{}])])
+    payload = anything["any.thing"].payload
+    cases = {
+        b'{"a":[1,{"b":"x\\ud800"}]}': "/a/1/b",
+        b'{"ok":1,"\\udfff":1}': "",  # a key: the object that holds it
+    }
+
+    for body, where in cases.items():
+        with pytest.raises(InvalidPayload) as raised:
+            payload.validate(body)
+        [error] = raised.value.errors
+        assert (error["type"], error["pointer"]) == ("string_unicode", where)
+        json.dumps(raised.value.errors, ensure_ascii=False).encode()  # the 422 can be sent
+        raised.value.reason.encode()  # and the dead-letter header written
+    cancelled = DEFAULT_CATALOG["orders.cancelled"].payload
+    with pytest.raises(InvalidPayload, match="/reason"):
+        cancelled.validate(b'{"order_id":"o","reason":"\\ud800"}')
