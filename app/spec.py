@@ -16,7 +16,7 @@ import copy
 import difflib
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from io import StringIO
 from typing import Any
 from urllib.parse import quote, unquote
@@ -327,7 +327,6 @@ def complete(generated: dict[str, Any], catalog: Sequence[Channel]) -> dict[str,
     doc["components"]["messages"] = _ordered(
         doc["components"]["messages"], [_message_key(doc, key) for key in order]
     )
-    _prune_schemas(doc)
     doc["components"]["schemas"] = dict(sorted(doc["components"]["schemas"].items()))
     doc = rename(doc, catalog, outbound=outbound, inbound=inbound, dead_letter=dead_key)
     head = ("asyncapi", "info", "defaultContentType", "servers", "channels", "operations")
@@ -732,35 +731,6 @@ def _message_key(doc: dict[str, Any], channel_key: str) -> str:
     ref = str(message_ref["$ref"])
     assert ref.startswith(prefix), ref
     return unquote(ref.removeprefix(prefix)).replace("~1", "/").replace("~0", "~")
-
-
-def _message(doc: dict[str, Any], channel_key: str) -> dict[str, Any]:
-    message: dict[str, Any] = doc["components"]["messages"][_message_key(doc, channel_key)]
-    return message
-
-
-def _refs(node: Any) -> Iterator[str]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "$ref" and isinstance(value, str):
-                yield value
-            else:
-                yield from _refs(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _refs(item)
-
-
-def _prune_schemas(doc: dict[str, Any]) -> None:
-    """Drop the schemas nothing refers to any more (FastStream's `EmptyPayload` of raw handlers)."""
-    schemas: dict[str, Any] = doc["components"]["schemas"]
-    while True:
-        used = set(_refs(doc))
-        unused = [name for name in schemas if _pointer("components", "schemas", name) not in used]
-        if not unused:
-            return
-        for name in unused:
-            del schemas[name]
 
 
 def _ordered(mapping: dict[str, Any], first: Sequence[str]) -> dict[str, Any]:
