@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from .catalog import CatalogError, Compatibility, load_catalog
+from .catalog import Catalog, CatalogError, Compatibility, load_catalog
 from .settings import get_settings, split_urls
 from .store import StoredEvent, StoreError, StoreReader
 
@@ -200,16 +200,26 @@ def store_purge(
     typer.echo(json.dumps({"channel": channel, "deleted": deleted}))
 
 
+def _load_catalog(catalog: str | None) -> Catalog:
+    """The catalog named on the command line, else the one the gateway would load."""
+    return load_catalog(catalog if catalog is not None else get_settings().catalog)
+
+
+def _catalog_failure(exc: CatalogError, *, err: bool = True, code: int = 1) -> typer.Exit:
+    """Every problem of a catalog on a line of its own, and the exit to raise."""
+    for problem in exc.problems:
+        typer.echo(f"{exc.source}: {problem}", err=err)
+    return typer.Exit(code)
+
+
 @catalog_cli.command("validate")
 def catalog_validate(catalog: CatalogArgument = None) -> None:
     """Exit 0 if the catalog loads, else print one line per problem (channel, JSON Pointer, what
     is wrong) and exit 1. The gateway runs the same check at start."""
     try:
-        loaded = load_catalog(catalog if catalog is not None else get_settings().catalog)
+        loaded = _load_catalog(catalog)
     except CatalogError as exc:
-        for problem in exc.problems:
-            typer.echo(f"{exc.source}: {problem}")
-        raise typer.Exit(1) from None
+        raise _catalog_failure(exc, err=False) from None
     count = f"{len(loaded)} channel{'' if len(loaded) == 1 else 's'}"
     typer.echo(f"{loaded.source}: {count}, no problems ({', '.join(loaded)})")
 
@@ -230,9 +240,7 @@ def catalog_check(
     try:
         breaks = check_catalogs(read_schemas(old), read_schemas(new), mode)
     except CatalogError as exc:
-        for problem in exc.problems:
-            typer.echo(f"{exc.source}: {problem}", err=True)
-        raise typer.Exit(2) from None
+        raise _catalog_failure(exc, code=2) from None
     for line in breaks:
         typer.echo(line)
     if breaks:
@@ -251,14 +259,11 @@ def asyncapi(
     """Write the AsyncAPI document of a catalog: for a team's own repository and CI."""
     from .spec import document_for
 
-    settings = get_settings()
     try:
-        loaded = load_catalog(catalog if catalog is not None else settings.catalog)
+        loaded = _load_catalog(catalog)
     except CatalogError as exc:
-        for problem in exc.problems:
-            typer.echo(f"{exc.source}: {problem}", err=True)
-        raise typer.Exit(1) from None
-    document = document_for(loaded, settings)
+        raise _catalog_failure(exc) from None
+    document = document_for(loaded, get_settings())
     text = document.to_json() if as_json else document.to_yaml()
     if out is None:
         sys.stdout.write(text)
