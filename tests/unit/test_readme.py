@@ -43,3 +43,13 @@ def test_readme_settings_table_matches_the_settings_class() -> None:
     assert text[start:end].strip() == render_settings_table(), (
         "README settings table is stale; replace it with:\n" + render_settings_table()
     )
+
+
+def test_readme_consumer_example_is_the_example_the_tests_run() -> None:
+    text = README.read_text()
+    start = text.index("<!-- consumer-example:start -->\n```python\n") + len(
+        "<!-- consumer-example:start -->\n```python\n"
+    )
+    end = text.index("```\n<!-- consumer-example:end -->")
+    example = README.parent / "examples/consumer/billing.py"
+    assert text[start:end] == example.read_text(), "README consumer example differs from the file"

@@ -1,0 +1,117 @@
+"""The README's consumer how-to, run as written: `faststream run billing:app` beside a real gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import aio_pika
+import httpx
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+
+from app.catalog.default import DEFAULT_CATALOG
+from app.topology import EVENTS_EXCHANGE
+
+from .gateway_process import GatewayProcess
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples/consumer"
+QUEUE = "billing.orders"
+
+
+def _invoices(db: Path) -> list[tuple[str, str, str]]:
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as connection:
+        return connection.execute("SELECT * FROM invoices ORDER BY rowid").fetchall()
+
+
+@pytest.fixture
+def start_billing(
+    broker_url: str, tmp_path: Path
+) -> Iterator[Callable[[], tuple[subprocess.Popen[bytes], Path]]]:
+    """Starts the example; it binds to the exchange the gateway declared, so start it after."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start() -> tuple[subprocess.Popen[bytes], Path]:
+        db, log = tmp_path / "billing.db", tmp_path / "billing.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "faststream", "run", "billing:app"],
+                cwd=EXAMPLE,
+                env={**os.environ, "BROKER_URL": broker_url, "BILLING_DB": str(db)},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        started.append(process)
+        return process, log
+
+    yield start
+    for process in started:
+        process.terminate()
+        process.wait(20)
+
+
+async def _wait_for_consumer(amqp: AbstractRobustConnection, log: Path) -> None:
+    channel = await amqp.channel()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            queue = await channel.declare_queue(QUEUE, passive=True)
+            if queue.declaration_result.consumer_count:
+                return
+        except aio_pika.exceptions.ChannelClosed:  # not declared yet
+            channel = await amqp.channel()
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"the example consumer did not start:\n{log.read_text()}")
+
+
+async def test_the_readme_consumer_invoices_each_order_once(
+    start_gateway: Callable[..., GatewayProcess],
+    amqp: AbstractRobustConnection,
+    start_billing: Callable[[], tuple[subprocess.Popen[bytes], Path]],
+    tmp_path: Path,
+) -> None:
+    gateway = start_gateway()
+    process, log = start_billing()
+    await _wait_for_consumer(amqp, log)
+    orders = [
+        {**DEFAULT_CATALOG["orders.created"].example, "order_id": f"ord-{n}"} for n in range(3)
+    ]
+    ids = []
+    async with httpx.AsyncClient(base_url=gateway.base_url) as client:
+        for order in orders:
+            response = await client.post("/v1/events/orders.created", json=order)
+            assert response.status_code == 202, response.text
+            ids.append(response.json()["message_id"])
+        # Events of another channel are not routed to billing's queue.
+        cancelled = DEFAULT_CATALOG["orders.cancelled"].example
+        assert (await client.post("/v1/events/orders.cancelled", json=cancelled)).is_success
+
+    # At-least-once: the copy a replay after a lost confirm would send, same message_id.
+    channel = await amqp.channel()
+    exchange = await channel.get_exchange(EVENTS_EXCHANGE)
+    body = json.dumps({**orders[1], "total": "25.00"}).encode()
+    duplicate = aio_pika.Message(body, message_id=ids[1], content_type="application/json")
+    await exchange.publish(duplicate, routing_key="orders.created")
+
+    db = tmp_path / "billing.db"
+    deadline = time.monotonic() + 15
+    while "duplicate" not in log.read_text() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    try:
+        assert process.poll() is None, log.read_text()
+        assert f"duplicate {ids[1]}: order ord-1 already invoiced" in log.read_text()
+        invoices = _invoices(db)
+        expected = [(i, o["order_id"]) for i, o in zip(ids, orders, strict=True)]
+        assert [(i, o) for i, o, _ in invoices] == expected
+        assert {total for _, _, total in invoices} == {"25.00"}
+    finally:
+        await channel.queue_delete(QUEUE)
