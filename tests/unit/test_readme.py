@@ -1,15 +1,20 @@
-"""The README's configuration table is the settings class, rendered."""
+"""The README and docs/contract.md: their settings tables are the settings class, rendered; their
+examples are the files the tests run; their links stay inside the repository."""
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 from pathlib import Path
 
+import pytest
 from pydantic import SecretStr
 
 from app.settings import Settings
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+CONTRACT = ROOT / "docs/contract.md"
 SPECIAL_DEFAULTS = {
     "inbound_broker_url": "the broker URL",
     "api_tokens": "none",
@@ -36,12 +41,13 @@ def render_settings_table() -> str:
     return "\n".join(rows)
 
 
-def test_readme_settings_table_matches_the_settings_class() -> None:
-    text = README.read_text()
+@pytest.mark.parametrize("document", [README, CONTRACT], ids=lambda path: path.name)
+def test_settings_table_matches_the_settings_class(document: Path) -> None:
+    text = document.read_text()
     start = text.index("<!-- settings-table:start -->\n") + len("<!-- settings-table:start -->\n")
     end = text.index("<!-- settings-table:end -->")
     assert text[start:end].strip() == render_settings_table(), (
-        "README settings table is stale; replace it with:\n" + render_settings_table()
+        f"{document.name}: settings table is stale; replace it with:\n" + render_settings_table()
     )
 
 
@@ -53,3 +59,29 @@ def test_readme_consumer_example_is_the_example_the_tests_run() -> None:
     end = text.index("```\n<!-- consumer-example:end -->")
     example = README.parent / "examples/consumer/billing.py"
     assert text[start:end] == example.read_text(), "README consumer example differs from the file"
+
+
+# Public documentation the project's documents may link to; everything else stays in the repository.
+PUBLIC_DOCUMENTATION = ("https://pypi.org/project/", "https://www.rabbitmq.com/docs/")
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+DOCUMENTS = [README, CONTRACT, *sorted((ROOT / "examples").glob("*/README.md"))]
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: str(path.relative_to(ROOT)))
+def test_links_stay_in_the_repository_or_go_to_public_documentation(document: Path) -> None:
+    for target in LINK.findall(document.read_text()):
+        if target.startswith(("http://localhost:", "http://127.0.0.1:")):
+            continue  # a running gateway's own pages
+        if "://" in target:
+            assert target.startswith(PUBLIC_DOCUMENTATION), f"{document.name} links out: {target}"
+            continue
+        linked = (document.parent / target.split("#")[0]).resolve()
+        assert linked.is_relative_to(ROOT), f"{document.name} links outside the repository: {target}"
+        assert linked.exists(), f"{document.name} links to a missing file: {target}"
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: str(path.relative_to(ROOT)))
+def test_documents_speak_of_the_project_not_of_where_it_was_built(document: Path) -> None:
+    text = document.read_text()
+    for phrase in ("python-svc", "../shared", "our machines"):
+        assert phrase not in text, f"{document.name} mentions {phrase!r}"
