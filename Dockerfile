@@ -1,5 +1,5 @@
 # Breakwater's container image: a virtual environment built from requirements.lock (hash-checked),
-# with the AsyncAPI page's renderer from package-lock.json as package data, copied into a clean
+# with the AsyncAPI and OpenAPI pages' renderers from package-lock.json as package data, copied into a clean
 # runtime stage that runs as an unprivileged user.
 #
 #   docker build -t breakwater:0.1.0 .
@@ -13,22 +13,30 @@ ARG PYTHON_IMAGE=python:3.11.15-slim-bookworm
 ARG NODE_IMAGE=node:20.20.2-bookworm-slim
 
 # ---------------------------------------------------------------------------------------------
-# The AsyncAPI page's renderer (npm @asyncapi/react-component, the version of package-lock.json):
-# `npm ci` checks every package against the lock's integrity hash and runs no install scripts
-# (.npmrc). Only its two files leave this stage, from /asyncapi; no Node reaches the runtime image.
+# The pages' renderers (the versions of package-lock.json): npm @asyncapi/react-component for the
+# AsyncAPI page, npm swagger-ui-dist for the OpenAPI page. `npm ci` checks every package against
+# the lock's integrity hash and runs no install scripts (.npmrc). Only their two files each leave
+# this stage, from /static/<page>/; no Node reaches the runtime image.
 FROM ${NODE_IMAGE} AS assets
 
+# Another npm registry (a mirror), for this stage only: --build-arg NPM_CONFIG_REGISTRY=<url>.
+ARG NPM_CONFIG_REGISTRY
 WORKDIR /src
 COPY package.json package-lock.json .npmrc ./
 RUN npm ci \
-    && mkdir /asyncapi \
+    && mkdir -p /static/asyncapi /static/openapi \
     && cp node_modules/@asyncapi/react-component/browser/standalone/index.js \
-        node_modules/@asyncapi/react-component/styles/default.min.css /asyncapi/
+        node_modules/@asyncapi/react-component/styles/default.min.css /static/asyncapi/ \
+    && cp node_modules/swagger-ui-dist/swagger-ui-bundle.js \
+        node_modules/swagger-ui-dist/swagger-ui.css /static/openapi/
 
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS build
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# Another package index (a mirror), for this stage only: --build-arg PIP_INDEX_URL=<url>. The
+# hashes of requirements.lock are checked whatever the index.
+ARG PIP_INDEX_URL
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_NO_INPUT=1
@@ -54,9 +62,9 @@ open('runtime.lock', 'w').write('\n'.join(b for b in blocks if norm(b.split('=='
 COPY README.md ./
 COPY app ./app
 COPY breakwater ./breakwater
-# The page's renderer as package data ([tool.setuptools.package-data]): installed into /opt/venv
-# with the project, where app/main.py looks first.
-COPY --from=assets /asyncapi/ ./app/static/asyncapi/
+# The pages' renderers as package data ([tool.setuptools.package-data]): installed into /opt/venv
+# with the project, where app/main.py looks first (app/static/asyncapi/, app/static/openapi/).
+COPY --from=assets /static/ ./app/static/
 # The project itself, built with the locked setuptools (no unpinned build environment); then the
 # installers leave the environment: the runtime image has no pip and no setuptools in /opt/venv.
 RUN /opt/venv/bin/python -m pip install --no-cache-dir --no-deps --no-build-isolation . \
@@ -79,10 +87,12 @@ LABEL org.opencontainers.image.title="breakwater" \
       org.opencontainers.image.base.name="${PYTHON_IMAGE}"
 
 # A fixed numeric uid/gid, so Kubernetes' runAsNonRoot can check it and fsGroup can match it.
+# /app is made here, root's and read-only to the user: buildah creates a missing WORKDIR owned by
+# the final USER.
 RUN groupadd --system --gid 10001 breakwater \
     && useradd --system --uid 10001 --gid breakwater --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin breakwater \
-    && mkdir /data \
+    && mkdir /app /data \
     && chown breakwater:breakwater /data
 
 COPY --from=build /opt/venv /opt/venv
@@ -108,9 +118,10 @@ USER 10001:10001
 STOPSIGNAL SIGTERM
 
 # Liveness only: /healthz answers 200 while the process serves. /readyz (can events be accepted)
-# belongs to an orchestrator's readiness probe, not here.
+# belongs to an orchestrator's readiness probe, not here. It probes the address the gateway binds
+# (BREAKWATER_HTTP_HOST; 0.0.0.0 and :: by loopback), directly, whatever proxy variables are set.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('BREAKWATER_HTTP_PORT', '8000'), timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; host = os.environ.get('BREAKWATER_HTTP_HOST', '0.0.0.0').strip().strip('[]'); host = {'': '127.0.0.1', '0.0.0.0': '127.0.0.1', '::': '::1'}.get(host, host); urllib.request.build_opener(urllib.request.ProxyHandler({})).open('http://%s:%s/healthz' % ('[%s]' % host if ':' in host else host, os.environ.get('BREAKWATER_HTTP_PORT', '8000')), timeout=4)"]
 
 ENTRYPOINT ["breakwater"]
 CMD ["run"]

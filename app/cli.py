@@ -271,5 +271,27 @@ def asyncapi(
         out.write_text(text, encoding="utf-8")
 
 
+@cli.command()
+def openapi(
+    catalog: Annotated[
+        str | None, typer.Option(help="The catalog to document; default: as `run` would load.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write here; default: standard output.")] = None,
+) -> None:
+    """Write the OpenAPI 3.1 document of a catalog's HTTP ingress, as the gateway serves it at
+    /docs/openapi.json (bearer token required when BREAKWATER_API_TOKENS is set)."""
+    from .openapi import document_for, to_json
+
+    try:
+        loaded = _load_catalog(catalog)
+    except CatalogError as exc:
+        raise _catalog_failure(exc) from None
+    text = to_json(document_for(loaded, get_settings()))
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+
+
 def main() -> None:
     cli()

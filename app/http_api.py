@@ -15,6 +15,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -52,6 +53,13 @@ class BodyTooLarge(Exception):
 
 def _error(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+async def _routing_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own answers (404 no such path, 405 with `Allow`) in the body every other error
+    has, `{"detail": ...}`, instead of plain text: the OpenAPI document promises one error body."""
+    assert isinstance(exc, HTTPException)
+    return _error(exc.status_code, exc.detail, dict(exc.headers or {}))
 
 
 async def read_limited_body(request: Request, limit: int) -> bytes:
@@ -131,7 +139,8 @@ class HttpApi:
                 Route("/readyz", self.readyz, methods=["GET"]),
                 Route("/metrics", self.metrics, methods=["GET"]),
                 Route("/", self.status_page, methods=["GET"]),
-            ]
+            ],
+            exception_handlers={HTTPException: _routing_error},
         )
         # Starlette would answer `/v1/events/x/` with a 307 to an absolute URL built from the
         # request's Host header, before the token check. The routes are exact; the rest is a 404.

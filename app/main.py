@@ -12,7 +12,7 @@ from faststream.asgi import AsgiFastStream, AsgiResponse, AsyncAPIRoute, get
 from faststream.asgi.handlers import GetHandler
 from faststream.asgi.types import ASGIApp, Receive, Scope, Send
 
-from . import spec
+from . import openapi, spec
 from .catalog import Catalog, CatalogError, load_catalog
 from .gateway import Gateway
 from .logs import configure_logging
@@ -44,6 +44,25 @@ ASSET_SOURCES: tuple[dict[str, Path], ...] = (
         "index.js": REACT_COMPONENT / "browser/standalone/index.js",
         "default.min.css": REACT_COMPONENT / "styles/default.min.css",
     },
+)
+
+
+OPENAPI_PATH = "/docs/openapi"
+OPENAPI_JSON_PATH = f"{OPENAPI_PATH}.json"
+OPENAPI_ASSETS_PATH = "/docs/static/openapi"
+
+# The OpenAPI page's renderer: two files of npm swagger-ui-dist, found as the AsyncAPI page's are
+# (package data first, then node_modules). Without either the page says so and links the document:
+# Swagger UI has no CDN fallback here, a page that loads code from the internet is not offline.
+PACKAGED_OPENAPI_ASSETS = Path(__file__).resolve().parent / "static/openapi"
+SWAGGER_UI = Path(__file__).resolve().parents[1] / "node_modules/swagger-ui-dist"
+OPENAPI_ASSET_MEDIA_TYPES = {
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "swagger-ui.css": "text/css; charset=utf-8",
+}
+OPENAPI_ASSET_SOURCES: tuple[dict[str, Path], ...] = (
+    {name: PACKAGED_OPENAPI_ASSETS / name for name in OPENAPI_ASSET_MEDIA_TYPES},
+    {name: SWAGGER_UI / name for name in OPENAPI_ASSET_MEDIA_TYPES},
 )
 
 
@@ -129,6 +148,86 @@ def _asyncapi_page() -> tuple[AsyncAPIRoute, list[tuple[str, ASGIApp]]]:
     return route, assets
 
 
+# Relative URLs (the page is /docs/openapi): it also works behind a proxy that adds a path prefix.
+# `validatorUrl: null`: Swagger UI would otherwise send the document to validator.swagger.io.
+# Try-it-out stays: it posts to the HTTP ingress itself, token check included.
+_OPENAPI_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<link rel="stylesheet" href="{assets}/swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="{assets}/swagger-ui-bundle.js"></script>
+<script>
+window.ui = SwaggerUIBundle({{
+  url: "{document}", dom_id: "#swagger-ui", deepLinking: true, validatorUrl: null
+}});
+</script>
+</body>
+</html>
+"""
+
+_OPENAPI_PAGE_WITHOUT_RENDERER = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>{title}</title></head>
+<body>
+<p>The page's renderer (npm swagger-ui-dist) is not installed with this gateway
+(<code>make install</code> puts it there). The document: <a href="{document}">{document}</a>.</p>
+</body>
+</html>
+"""
+
+
+def _html(text: str) -> GetHandler:
+    body = text.encode()
+
+    @get(include_in_schema=False)
+    async def page(scope: Scope) -> AsgiResponse:
+        return AsgiResponse(body, 200, {"Content-Type": "text/html; charset=utf-8"})
+
+    return page
+
+
+def _openapi_routes(catalog: Catalog, settings: Settings) -> list[tuple[str, ASGIApp]]:
+    """The OpenAPI document (generated on the first request), its page and the page's assets."""
+
+    @functools.cache
+    def body() -> bytes:
+        return openapi.to_json(openapi.document_for(catalog, settings)).encode()
+
+    @get(include_in_schema=False)
+    async def document(scope: Scope) -> AsgiResponse:
+        return AsgiResponse(body(), 200, {"Content-Type": "application/json"})
+
+    page_dir = OPENAPI_PATH.rsplit("/", 1)[0] + "/"
+    names = {
+        "title": f"{openapi.TITLE} (OpenAPI)",
+        "document": OPENAPI_JSON_PATH.removeprefix(page_dir),
+        "assets": OPENAPI_ASSETS_PATH.removeprefix(page_dir),
+    }
+    found = page_assets(OPENAPI_ASSET_SOURCES)
+    if found is None:
+        log.warning(
+            "the OpenAPI page's renderer is in neither %s nor %s (`make install` puts it there):"
+            " the page at %s only links the document",
+            PACKAGED_OPENAPI_ASSETS,
+            SWAGGER_UI,
+            OPENAPI_PATH,
+        )
+        page = _html(_OPENAPI_PAGE_WITHOUT_RENDERER.format(**names))
+        return [(OPENAPI_JSON_PATH, document), (OPENAPI_PATH, page)]
+    assets: list[tuple[str, ASGIApp]] = [
+        (f"{OPENAPI_ASSETS_PATH}/{name}", _asset(path, OPENAPI_ASSET_MEDIA_TYPES[name]))
+        for name, path in found.items()
+    ]
+    page = _html(_OPENAPI_PAGE.format(**names))
+    return [(OPENAPI_JSON_PATH, document), (OPENAPI_PATH, page), *assets]
+
+
 def start_catalog(settings: Settings) -> Catalog:
     """The catalog to serve; with any problem in it the gateway does not start (exit 2), never
     serves a part of it."""
@@ -166,6 +265,8 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
             (ASYNCAPI_YAML_PATH, _document(specification, to_yaml, "application/yaml")),
             (ASYNCAPI_JSON_PATH, _document(specification, to_json, "application/json")),
             *assets,
+            # The HTTP ingress' OpenAPI document (app/openapi.py); `openapi.json` is this document.
+            *_openapi_routes(gateway.catalog, settings),
         ],
     )
 

@@ -16,7 +16,7 @@ import copy
 import difflib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from io import StringIO
 from typing import Any
 from urllib.parse import quote, unquote
@@ -353,7 +353,7 @@ MESSAGE_FIELDS = (
 def _complete_outbound(
     doc: dict[str, Any], key: str, channel: Channel, payload: dict[str, Any]
 ) -> None:
-    _amqp(doc["channels"][key])["exchange"]["x-arguments"] = dict(EVENTS_EXCHANGE_ARGUMENTS)
+    _set_arguments(_amqp(doc["channels"][key])["exchange"], EVENTS_EXCHANGE_ARGUMENTS)
     operation = doc["operations"][_operation_key(doc, key)]
     operation["title"] = f"{channel.name} events"
     operation["summary"] = channel.summary
@@ -402,10 +402,20 @@ def _complete_outbound(
     )
 
 
+def _set_arguments(declared: dict[str, Any], arguments: Mapping[str, Any]) -> None:
+    """The arguments an exchange or queue is declared with, under two names. The AMQP binding
+    (0.3.0) has no field for them: `x-arguments` is this document's extension, which it has always
+    carried; `arguments` is the name generated clients read (asyncapi-python declares the exchange
+    with them; without them its declaration is refused as inequivalent to the gateway's). The
+    binding's exchange and queue objects allow fields it does not define, so both validate."""
+    declared["x-arguments"] = dict(arguments)
+    declared["arguments"] = dict(arguments)
+
+
 def _complete_inbound(
     doc: dict[str, Any], key: str, channel: Channel, payload: dict[str, Any]
 ) -> None:
-    _amqp(doc["channels"][key])["queue"]["x-arguments"] = dict(inbound_queue(channel).arguments)
+    _set_arguments(_amqp(doc["channels"][key])["queue"], inbound_queue(channel).arguments)
     operation = doc["operations"][_operation_key(doc, key)]
     # `cc` is the routing keys of a publish; the gateway publishes nothing here, it consumes.
     operation["bindings"]["amqp"].pop("cc", None)
@@ -556,6 +566,12 @@ def payload_schemas(
         )
     )
     schemas: dict[str, Any] = dict(renamed)
+    # Both forms carry the model's title, and code generators name classes by title: one of the
+    # two would come out as `OrderCreated1` (asyncapi-python). The accepted form is titled by its
+    # key, `OrderCreatedInput`.
+    for key in definitions.get("$defs", {}):
+        if key.endswith("-Input"):
+            schemas[_renamed_ref(key)]["title"] = _renamed_ref(key)
     found: dict[str, tuple[str, str]] = {}
     for channel in catalog:
         if channel.model is not None:

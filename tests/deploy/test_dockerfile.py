@@ -2,17 +2,20 @@
 finds nothing at any severity, the instructions say what the issue asks, and the step that picks
 the service's packages out of requirements.lock is run here against the real lock.
 
-Stages: `assets` (Node: npm ci of the AsyncAPI page's renderer), `build` (the virtual environment,
-the renderer as package data) and `runtime` (the virtual environment alone).
+Stages: `assets` (Node: npm ci of the AsyncAPI and OpenAPI pages' renderers), `build` (the virtual
+environment, the renderers as package data) and `runtime` (the virtual environment alone).
 """
 
 from __future__ import annotations
 
+import http.server
 import json
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import tomllib
 from dataclasses import dataclass
 from importlib.metadata import distribution
@@ -26,9 +29,15 @@ REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
 BASE = re.compile(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?")
 NODE_BASE = re.compile(r"node:20\.(\d+)\.(\d+)-bookworm-slim(@sha256:[0-9a-f]{64})?")
-# The two files of npm @asyncapi/react-component the AsyncAPI page loads (app/main.py).
-RENDERER_FILES = ("browser/standalone/index.js", "styles/default.min.css")
-PACKAGE_ASSETS = "./app/static/asyncapi/"
+# The files of each page's npm renderer (app/main.py), and where under app/static/ they go.
+RENDERERS = {
+    "@asyncapi/react-component": (
+        "asyncapi",
+        ("browser/standalone/index.js", "styles/default.min.css"),
+    ),
+    "swagger-ui-dist": ("openapi", ("swagger-ui-bundle.js", "swagger-ui.css")),
+}
+PACKAGE_STATIC = "./app/static/"
 RUNTIME_UID = "10001"
 
 # Labels the image carries (OCI annotations); hadolint fails on any other label and on a missing
@@ -212,22 +221,26 @@ def test_assets_stage_installs_the_renderer_from_the_npm_lock() -> None:
     # The lock as it is, each package checked against its integrity hash; never `npm install`.
     assert run.args.startswith("npm ci ")
     assert "npm install" not in run.args
-    for name in RENDERER_FILES:
-        assert f"node_modules/@asyncapi/react-component/{name}" in run.args
     lock = json.loads((REPO / "package-lock.json").read_text(encoding="utf-8"))
     package = json.loads((REPO / "package.json").read_text(encoding="utf-8"))
-    pinned = package["dependencies"]["@asyncapi/react-component"]
-    assert lock["packages"]["node_modules/@asyncapi/react-component"]["version"] == pinned
+    for npm_name, (page, files) in RENDERERS.items():
+        # Each page's files, copied into /static/<page>/ in one `cp` each.
+        (copy,) = (c for c in run.args.split("&&") if f"/static/{page}/" in c)
+        for name in files:
+            assert f"node_modules/{npm_name}/{name}" in copy
+        pinned = package["dependencies"][npm_name]
+        assert re.fullmatch(r"\d+\.\d+\.\d+", pinned), f"{npm_name} not pinned exactly: {pinned}"
+        assert lock["packages"][f"node_modules/{npm_name}"]["version"] == pinned
 
 
 def test_build_stage_puts_the_renderer_into_the_package_before_installing_it() -> None:
     build = in_stage(BUILD)
     (assets,) = (i for i in build if i.keyword == "COPY" and "--from=assets" in i.args)
     source, target = assets.args.split()[1:]
-    assert target == PACKAGE_ASSETS
+    assert target == PACKAGE_STATIC
     (run,) = in_stage(ASSETS, "RUN")
-    assert f"mkdir {source.rstrip('/')}" in run.args
-    assert f"{source.rstrip('/')}/" in run.args  # the stage copies the two files there
+    pages = [page for page, _ in RENDERERS.values()]
+    assert f"mkdir -p {' '.join(source + page for page in pages)}" in run.args
     position = build.index(assets)
     (app,) = (i for i in build if i.keyword == "COPY" and i.args == "app ./app")
     (install,) = (i for i in build if i.keyword == "RUN" and "--no-build-isolation ." in i.args)
@@ -301,6 +314,113 @@ def test_store_volume_stopsignal_and_healthcheck() -> None:
     ]  # exec form: the app is PID 1, gets SIGTERM
     (cmd,) = (i for i in final if i.keyword == "CMD")
     assert json.loads(cmd.args) == ["run"]
+
+
+def healthcheck_code() -> str:
+    (health,) = (i for i in in_stage(FINAL) if i.keyword == "HEALTHCHECK")
+    return str(json.loads(health.args.partition("CMD")[2])[2])
+
+
+class _Healthz(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/healthz" else 404)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _Server6(http.server.HTTPServer):
+    address_family = socket.AF_INET6
+
+
+def run_healthcheck(env: dict[str, str]) -> int:
+    """The HEALTHCHECK's one-liner, run as the image runs it (`python -c`), with `env` only."""
+    result = subprocess.run(
+        [sys.executable, "-c", healthcheck_code()],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    return result.returncode
+
+
+@pytest.mark.parametrize(
+    ("bind", "http_host"),
+    [
+        ("127.0.0.2", "127.0.0.2"),  # a specific address: probed there, not on 127.0.0.1
+        ("127.0.0.1", "0.0.0.0"),  # the image's default: by loopback
+        ("127.0.0.1", None),  # unset: the gateway's default, 0.0.0.0
+        ("::1", "::"),
+        ("::1", "::1"),
+        ("::1", "[::1]"),
+    ],
+)
+def test_healthcheck_probes_the_address_the_gateway_binds(bind: str, http_host: str | None) -> None:
+    server_class = _Server6 if ":" in bind else http.server.HTTPServer
+    try:
+        server = server_class((bind, 0), _Healthz)
+    except OSError as exc:
+        pytest.skip(f"cannot bind {bind} here: {exc}")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        env = {
+            "BREAKWATER_HTTP_PORT": str(server.server_address[1]),
+            # The probe goes directly to the gateway: a proxy of the environment is not used.
+            "http_proxy": "http://127.0.0.1:9/",
+            "HTTP_PROXY": "http://127.0.0.1:9/",
+        }
+        if http_host is not None:
+            env["BREAKWATER_HTTP_HOST"] = http_host
+        assert run_healthcheck(env) == 0
+        if bind == "127.0.0.2":
+            # Nothing answers on 127.0.0.1 at that port: the old probe reported unhealthy.
+            assert run_healthcheck({**env, "BREAKWATER_HTTP_HOST": "127.0.0.1"}) != 0
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_healthcheck_fails_when_nothing_answers() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, not listening: connections are refused
+        assert run_healthcheck({"BREAKWATER_HTTP_PORT": str(port)}) != 0
+
+
+def test_app_is_roots_and_not_writable_by_the_runtime_user() -> None:
+    """buildah creates a missing WORKDIR owned by the final USER: /app is made by root before,
+    and nothing hands it (or the environment) to the runtime user. tools/image-check/run checks
+    it on the built image (`podman run --user 10001 ... touch /app/x` fails)."""
+    final = in_stage(FINAL)
+    (workdir,) = (i for i in final if i.keyword == "WORKDIR")
+    assert workdir.args == "/app"
+    (setup,) = (i for i in final if i.keyword == "RUN" and "mkdir" in i.args)
+    assert re.search(r"\bmkdir (?:-p )?(?:\S+ )*/app\b", setup.args), setup.args
+    user = next(i for i in final if i.keyword == "USER")
+    assert final.index(setup) < final.index(workdir) < final.index(user)
+    runs = " ".join(i.args for i in final if i.keyword == "RUN")
+    for path in ("/app", "/opt/venv"):
+        assert not re.search(rf"\b(?:chown|chmod)\b[^&]*{re.escape(path)}\b", runs), runs
+    for copy in (i for i in final if i.keyword == "COPY"):
+        assert "--chown" not in copy.args, copy.args
+        assert "--chmod" not in copy.args, copy.args
+
+
+def test_index_and_registry_arguments_stay_in_their_build_stages() -> None:
+    """A mirror for pip or npm is a build argument of the stage that installs, never of the
+    runtime stage (whose ARGs and ENVs are recorded in the image)."""
+    args = {
+        stage: {i.args.partition("=")[0] for i in in_stage(stage, "ARG")}
+        for stage in (ASSETS, BUILD, FINAL)
+    }
+    assert "NPM_CONFIG_REGISTRY" in args[ASSETS]
+    assert "PIP_INDEX_URL" in args[BUILD]
+    final = " ".join(i.args for i in in_stage(FINAL) if i.keyword in ("ARG", "ENV"))
+    for name in ("PIP_", "NPM_CONFIG", "INDEX_URL", "REGISTRY"):
+        assert name not in final
 
 
 def test_oci_labels_and_version() -> None:

@@ -124,6 +124,8 @@ def test_every_routing_key_of_the_outbound_exchange_is_a_channel(document: dict[
         assert exchange["type"] == "topic"
         assert exchange["durable"] is True
         assert exchange["x-arguments"] == {"alternate-exchange": UNROUTED}
+        # What generated clients declare the exchange with (asyncapi-python reads `arguments`).
+        assert exchange["arguments"] == exchange["x-arguments"]
         assert channel["servers"] == [{"$ref": "#/servers/outbound"}]
 
 
@@ -180,6 +182,7 @@ def test_inbound_queues_are_quorum_queues_with_the_channel_payload(
         assert queue["durable"] is True
         assert queue["x-arguments"]["x-queue-type"] == "quorum"
         assert queue["x-arguments"]["x-dead-letter-exchange"] == DEAD_LETTER_EXCHANGE
+        assert queue["arguments"] == queue["x-arguments"]
         assert inbound["servers"] == [{"$ref": "#/servers/inbound"}]
 
         message = _message(document, key)
@@ -254,6 +257,15 @@ def test_outbound_decimals_are_strings_with_a_pattern_and_inbound_takes_both(
     assert not re.match(sent["pattern"], "1E+2")
     assert accepted["type"] == ["number", "string"]
     assert schemas["OrderLineInput"]["properties"]["unit_price"]["minimum"] == 0
+
+
+def test_every_schema_is_titled_by_its_key(document: dict[str, Any]) -> None:
+    """Generators name classes by title: two schemas titled alike become `X` and `X1`."""
+    schemas = document["components"]["schemas"]
+
+    assert {key: schema["title"] for key, schema in schemas.items()} == {
+        key: key for key in schemas
+    }
 
 
 def test_info_states_the_guarantees_and_the_http_ingress(document: dict[str, Any]) -> None:

@@ -269,3 +269,42 @@ def test_replay_without_a_broker_gives_up_and_keeps_every_event(
     assert "5 events stay" in result.stderr
     assert "n0t-f0r-l0gs" not in result.stdout + result.stderr
     assert stats(store)["depth"] == 5
+
+
+# --- breakwater openapi -------------------------------------------------------------------------
+
+OPENAPI_JSON = Path(__file__).resolve().parents[2] / "openapi.json"
+
+
+def test_openapi_prints_the_committed_document_for_the_default_catalog(tmp_path: Path) -> None:
+    result = breakwater("openapi", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == OPENAPI_JSON.read_text(encoding="utf-8")
+
+
+def test_openapi_writes_the_document_of_the_named_catalog_requiring_tokens_when_set(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "api.json"
+    result = breakwater(
+        "openapi",
+        "--catalog",
+        "default",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+        env={"BREAKWATER_API_TOKENS": "secret-token"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    document = json.loads(out.read_text(encoding="utf-8"))
+    operation = document["paths"]["/v1/events/orders.created"]["post"]
+    assert operation["security"] == [{"bearerAuth": []}]
+    assert "secret-token" not in out.read_text(encoding="utf-8")
+
+
+def test_openapi_of_a_broken_catalog_prints_its_problems_and_exits_1(tmp_path: Path) -> None:
+    result = breakwater("openapi", "--catalog", str(tmp_path / "missing.yaml"), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "missing.yaml" in result.stderr
+    assert result.stdout == ""

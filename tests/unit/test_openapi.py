@@ -1,0 +1,176 @@
+"""The OpenAPI document of the HTTP ingress (app/openapi.py): the committed `openapi.json` is what
+the code generates for the default catalog, openapi-spec-validator takes it as OpenAPI 3.1, and
+its request schemas are what the ingress accepts (the running gateway is held to the document by
+tests/integration/test_openapi_schemathesis.py)."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema_rs
+import pytest
+from openapi_spec_validator import validate
+from openapi_spec_validator.validation import OpenAPIV31SpecValidator
+
+from app import main, openapi
+from app.catalog import Catalog, Channel, InvalidPayload
+from app.catalog.default import DEFAULT_CATALOG
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMITTED = ROOT / "openapi.json"
+SHIPMENT_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["shipment_id", "weight_kg"],
+    "properties": {
+        "shipment_id": {"type": "string", "minLength": 1},
+        "weight_kg": {"type": "number", "exclusiveMinimum": 0},
+    },
+}
+SHIPMENTS = Catalog(
+    [
+        Channel(
+            name="shipments.dispatched",
+            summary="A shipment left.",
+            schema=SHIPMENT_SCHEMA,
+            examples=[{"shipment_id": "s-1", "weight_kg": 2.5}],
+        ),
+        Channel(
+            name="shipments.dispatched.v0",
+            summary="The old form.",
+            schema=SHIPMENT_SCHEMA,
+            examples=[{"shipment_id": "s-1", "weight_kg": 2.5}],
+            deprecated=True,
+            description="Use shipments.dispatched.",
+        ),
+    ]
+)
+
+
+def request_schema(doc: dict[str, Any], channel: str) -> dict[str, Any]:
+    """The request body schema of a channel's operation, with the document's components beside
+    it so that its `$ref`s resolve."""
+    operation = doc["paths"][f"/v1/events/{channel}"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    return {**schema, "components": doc["components"]}
+
+
+def test_the_committed_openapi_json_is_what_the_code_generates() -> None:
+    generated = openapi.to_json(openapi.document(DEFAULT_CATALOG))
+    committed = COMMITTED.read_text(encoding="utf-8")
+    diff = "".join(
+        difflib.unified_diff(
+            committed.splitlines(keepends=True),
+            generated.splitlines(keepends=True),
+            "openapi.json (committed)",
+            "openapi.json (generated)",
+        )
+    )
+    assert not diff, f"openapi.json is stale: run `make openapi` and commit it\n{diff}"
+
+
+@pytest.mark.parametrize(
+    ("catalog", "tokens_required"),
+    [(DEFAULT_CATALOG, False), (DEFAULT_CATALOG, True), (SHIPMENTS, False)],
+    ids=["default", "default-with-tokens", "json-schema-catalog"],
+)
+def test_openapi_spec_validator_takes_the_document_as_3_1(
+    catalog: Catalog, tokens_required: bool
+) -> None:
+    doc = openapi.document(catalog, tokens_required=tokens_required)
+    assert doc["openapi"].startswith("3.1.")
+    validate(doc, cls=OpenAPIV31SpecValidator)
+
+
+def test_the_committed_document_is_valid_openapi_3_1() -> None:
+    validate(json.loads(COMMITTED.read_text(encoding="utf-8")), cls=OpenAPIV31SpecValidator)
+
+
+def test_one_operation_per_channel_with_ids_headers_and_every_answer() -> None:
+    doc = openapi.document(DEFAULT_CATALOG)
+    for name, channel in DEFAULT_CATALOG.items():
+        operation = doc["paths"][f"/v1/events/{name}"]["post"]
+        assert operation["summary"] == channel.summary
+        headers = {p["name"] for p in operation["parameters"] if p["in"] == "header"}
+        assert headers == {"Idempotency-Key", "X-Correlation-ID"}
+        assert set(operation["responses"]) == {"202", "401", "413", "422", "502", "503"}
+        assert "Retry-After" in operation["responses"]["503"]["headers"]
+        assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
+        assert "deprecated" not in operation
+    generic = doc["paths"]["/v1/events/{channel}"]["post"]
+    assert "404" in generic["responses"]  # an unknown channel: only the generic route has one
+    ids = [op["operationId"] for path in doc["paths"].values() for op in path.values()]
+    assert len(ids) == len(set(ids))
+
+
+def test_bearer_auth_is_optional_unless_the_gateway_has_tokens() -> None:
+    optional = openapi.document(DEFAULT_CATALOG)
+    required = openapi.document(DEFAULT_CATALOG, tokens_required=True)
+    scheme = optional["components"]["securitySchemes"][openapi.BEARER]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    for path in DEFAULT_CATALOG:
+        assert optional["paths"][f"/v1/events/{path}"]["post"]["security"] == [
+            {openapi.BEARER: []},
+            {},
+        ]
+        assert required["paths"][f"/v1/events/{path}"]["post"]["security"] == [{openapi.BEARER: []}]
+    assert optional["paths"]["/healthz"]["get"]["security"] == []
+
+
+def test_request_schemas_are_what_the_ingress_accepts_decimals_as_numbers_too() -> None:
+    doc = openapi.document(DEFAULT_CATALOG)
+    for name, channel in DEFAULT_CATALOG.items():
+        validator = jsonschema_rs.validator_for(request_schema(doc, name))
+        for example in channel.examples:
+            assert validator.is_valid(example), name
+            channel.payload.validate(json.dumps(example).encode())
+    # `Money` goes in as a JSON number as well as a string (the validation form of the model).
+    order = copy.deepcopy(DEFAULT_CATALOG["orders.created"].example)
+    order["total"] = 25
+    order["items"][0]["unit_price"] = 9.5
+    assert jsonschema_rs.validator_for(request_schema(doc, "orders.created")).is_valid(order)
+    DEFAULT_CATALOG["orders.created"].payload.validate(json.dumps(order).encode())
+    # Only what the ingress accepts is in the document: not the sending forms of the models.
+    schemas = doc["components"]["schemas"]
+    assert "OrderCreatedInput" in schemas
+    assert "OrderCreated" not in schemas
+
+
+def test_what_the_schema_refuses_the_ingress_refuses() -> None:
+    doc = openapi.document(DEFAULT_CATALOG)
+    validator = jsonschema_rs.validator_for(request_schema(doc, "payments.captured"))
+    for bad in ({}, {"unexpected": 1}, [], "text", {"payment_id": ""}):
+        assert not validator.is_valid(bad)
+        with pytest.raises(InvalidPayload):
+            DEFAULT_CATALOG["payments.captured"].payload.validate(json.dumps(bad).encode())
+
+
+def test_a_json_schema_channel_is_documented_as_its_schema_and_deprecation_is_shown() -> None:
+    doc = openapi.document(SHIPMENTS)
+    current = doc["paths"]["/v1/events/shipments.dispatched"]["post"]
+    old = doc["paths"]["/v1/events/shipments.dispatched.v0"]["post"]
+    schema = current["requestBody"]["content"]["application/json"]["schema"]
+    assert (
+        doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]["properties"]
+        == (SHIPMENT_SCHEMA["properties"])
+    )
+    assert old["deprecated"] is True
+    assert old["description"].startswith("**Deprecated:**")
+    deprecation = old["responses"]["202"]["headers"]["Deprecation"]
+    assert deprecation["required"] is True
+    assert "headers" not in current["responses"]["202"]
+
+
+def test_the_page_renderer_is_found_and_the_page_loads_it_from_the_gateway() -> None:
+    found = main.page_assets(main.OPENAPI_ASSET_SOURCES)
+    assert found is not None, "swagger-ui-dist missing: run `make install`"
+    assert set(found) == {"swagger-ui-bundle.js", "swagger-ui.css"}
+    assert "SwaggerUIBundle" in found["swagger-ui-bundle.js"].read_text(encoding="utf-8")
+    page = main._OPENAPI_PAGE
+    assert "validatorUrl: null" in page  # no call to validator.swagger.io
+    assert "http://" not in page  # nothing from elsewhere
+    assert "https://" not in page
