@@ -76,7 +76,9 @@ def test_links_stay_in_the_repository_or_go_to_public_documentation(document: Pa
             assert target.startswith(PUBLIC_DOCUMENTATION), f"{document.name} links out: {target}"
             continue
         linked = (document.parent / target.split("#")[0]).resolve()
-        assert linked.is_relative_to(ROOT), f"{document.name} links outside the repository: {target}"
+        assert linked.is_relative_to(ROOT), (
+            f"{document.name} links outside the repository: {target}"
+        )
         assert linked.exists(), f"{document.name} links to a missing file: {target}"
 
 
