@@ -10,10 +10,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 
 from app.store import StoreReader
@@ -22,6 +21,7 @@ from tests.integration.outage_helpers import Recorder
 from tests.support.fault_proxy import FaultProxy
 
 from .accounting import Accounting
+from .consumer_states import consumer_state, inversions
 from .helpers import (
     FAST_BREAKER,
     Load,
@@ -209,31 +209,6 @@ def replay_dead_store(store: Path, broker_url: str) -> dict[str, int]:
     assert proc.returncode == 0, proc.stderr
     result: dict[str, int] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
-
-
-def consumer_state(gateway: GatewayProcess, queue: str = INBOUND_QUEUE) -> str | None:
-    """`breakwater_inbound_consumer`: this gateway's state for `queue` (None: not consuming it)."""
-    text = httpx.get(f"{gateway.base_url}/metrics", timeout=5).text
-    prefix = f'breakwater_inbound_consumer{{queue="{queue}",state="'
-    for line in text.splitlines():
-        if line.startswith(prefix) and line.endswith(" 1.0"):
-            return line[len(prefix) :].split('"', 1)[0]
-    return None
-
-
-def inversions(ids: Sequence[str], arrivals: Sequence[tuple[str, float]]) -> int:
-    """First deliveries that arrive after a later-numbered event's first delivery."""
-    rank = {message_id: n for n, message_id in enumerate(ids)}
-    seen: set[str] = set()
-    highest, inverted = -1, 0
-    for message_id, _ in sorted(arrivals, key=lambda arrival: arrival[1]):
-        if message_id in seen or message_id not in rank:
-            continue
-        seen.add(message_id)
-        if rank[message_id] < highest:
-            inverted += 1
-        highest = max(highest, rank[message_id])
-    return inverted
 
 
 @pytest.mark.usefixtures("inbound_queues")
