@@ -17,7 +17,7 @@ import contextlib
 import logging
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import aio_pika
 import pamqp.encode
@@ -43,7 +43,10 @@ from .link import redact
 from .outbound import Unroutable
 from .publisher import ResilientPublisher
 from .store import StoreError
-from .topology import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE
+from .topology import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, inbound_queue_arguments
+
+if TYPE_CHECKING:
+    from faststream.rabbit.schemas.queue import QuorumQueueArgs
 
 log = logging.getLogger("breakwater.amqp")
 
@@ -82,14 +85,16 @@ def rewritable(value: Any) -> Any:
     return value
 
 
-def inbound_queue(channel: EventChannel) -> RabbitQueue:
+def inbound_queue(channel: EventChannel, *, single_active_consumer: bool = True) -> RabbitQueue:
     """The inbound queue as FastStream describes it (for the AsyncAPI document); the same
-    arguments as `topology.INBOUND_QUEUE_ARGUMENTS`, which the inbound link declares."""
+    arguments as `topology.inbound_queue_arguments`, which the inbound link declares."""
+    arguments = inbound_queue_arguments(single_active_consumer=single_active_consumer)
+    arguments.pop("x-queue-type")  # FastStream adds it from queue_type
     return RabbitQueue(
         channel.inbound_queue,
         queue_type=QueueType.QUORUM,
         durable=True,
-        arguments={"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE},
+        arguments=cast("QuorumQueueArgs", arguments),
     )
 
 
@@ -209,7 +214,9 @@ class AmqpIngress:
         self.on_rejected(channel.name, category)
 
 
-def documented_broker(url: str, catalog: Catalog, prefetch: int) -> SpecBroker:
+def documented_broker(
+    url: str, catalog: Catalog, prefetch: int, *, single_active_consumer: bool = True
+) -> SpecBroker:
     """The FastStream broker with the inbound queues declared as its subscribers, which is what
     the AsyncAPI document is generated from. FastStream never runs their handlers: the inbound
     link consumes (app/inbound.py says why)."""
@@ -219,16 +226,18 @@ def documented_broker(url: str, catalog: Catalog, prefetch: int) -> SpecBroker:
         description="Inbound queues and the outbound exchange of Breakwater.",
     )
     for channel in catalog.values():
-        _document_subscriber(broker, channel, prefetch)
+        _document_subscriber(broker, channel, prefetch, single_active_consumer)
     return broker
 
 
-def _document_subscriber(broker: RabbitBroker, channel: EventChannel, prefetch: int) -> None:
+def _document_subscriber(
+    broker: RabbitBroker, channel: EventChannel, prefetch: int, single_active_consumer: bool
+) -> None:
     async def consumed_by_the_inbound_link(body: bytes) -> None:
         raise RuntimeError("AMQP ingress is consumed by InboundLink, not by FastStream")
 
     broker.subscriber(
-        inbound_queue(channel),
+        inbound_queue(channel, single_active_consumer=single_active_consumer),
         channel=Channel(prefetch_count=prefetch),
         ack_policy=AckPolicy.MANUAL,
         no_reply=True,

@@ -72,12 +72,18 @@ class Gateway:
             replays=catalog.__contains__,
         )
         inbound_urls = settings.inbound_urls
-        self.inbound = documented_broker(inbound_urls[0], catalog, settings.inbound_prefetch)
+        self.inbound = documented_broker(
+            inbound_urls[0],
+            catalog,
+            settings.inbound_prefetch,
+            single_active_consumer=settings.inbound_single_active_consumer,
+        )
         self.amqp = AmqpIngress(self.publisher, deadline_s=settings.publish_timeout_s)
         self.inbound_link = InboundLink(
             inbound_urls,
             self.amqp.forward,
             prefetch=settings.inbound_prefetch,
+            single_active_consumer=settings.inbound_single_active_consumer,
             catalog=catalog,
             ssl_context=tls,
         )
@@ -97,6 +103,7 @@ class Gateway:
 
     def _count_events(self) -> None:
         self.metrics.watch(lambda: self.breaker.state, self.store.depth, self.store.used_bytes)
+        self.metrics.watch_consumers(self.inbound_link.consumer_states)
         for ingress in (self.http, self.amqp):
             ingress.on_accepted = self.metrics.event_accepted
             ingress.on_rejected = self.metrics.event_rejected
@@ -184,6 +191,7 @@ class Gateway:
                 replayed_total=self.replayer.replayed,
             ),
             topology=tuple(self.topology()),
+            consumers=tuple(sorted(self.inbound_link.consumer_states().items())),
             channels=tuple(
                 ChannelStatus(
                     name=name,

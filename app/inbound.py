@@ -18,7 +18,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from aiormq.abc import DeliveredMessage
@@ -37,6 +37,11 @@ from .topology import (
 )
 
 log = logging.getLogger("breakwater.inbound")
+
+# standby: consuming a single-active-consumer queue, no delivery yet (standing by, or idle);
+# active: it has had deliveries; shared: every replica consumes the queue (no single consumer);
+# unknown: the queue exists with other arguments, which AMQP does not let us read.
+ConsumerState = Literal["active", "standby", "shared", "unknown"]
 
 # (channel, its queue's ack window, delivery tag, message)
 Consumer = Callable[[Channel, AckWindow, int, DeliveredMessage], Awaitable[None]]
@@ -67,9 +72,11 @@ class InboundLink(SupervisedLink):
         *,
         prefetch: int,
         catalog: Catalog,
+        single_active_consumer: bool = True,
         **options: Any,
     ) -> None:
         super().__init__(urls, **options)
+        self.single_active_consumer = single_active_consumer
         amqp_decoding.install()  # a message pamqp cannot decode must not kill this connection
         self._consumer = consumer
         self._prefetch = prefetch
@@ -82,10 +89,33 @@ class InboundLink(SupervisedLink):
         self._idle.set()
         self._accepting = True
         self._restarts: set[asyncio.Task[None]] = set()
+        # Per inbound queue consumed now: has a delivery arrived since its consume began?
+        self._delivered: dict[str, bool] = {}
+        # Queues that exist with other arguments than declared: do they have a single consumer?
+        self._single_consumer: dict[str, bool | None] = {}
 
     @property
     def is_consuming(self) -> bool:
         return self.connection_up and bool(self._consuming)
+
+    def consumer_states(self) -> dict[str, ConsumerState]:
+        """What this process is for each inbound queue it consumes now (none while down).
+
+        RabbitMQ does not tell an AMQP 0-9-1 consumer whether it is the single active one: a
+        consumer that has had a delivery is; one that has had none stands by, or its queue has
+        been empty since it began."""
+        if not self.is_consuming:
+            return {}
+        states: dict[str, ConsumerState] = {}
+        for queue, delivered in self._delivered.items():
+            single = self._single_consumer.get(queue, self.single_active_consumer)
+            if single is None:
+                states[queue] = "unknown"
+            elif not single:
+                states[queue] = "shared"
+            else:
+                states[queue] = "active" if delivered else "standby"
+        return states
 
     @property
     def dead_letter_exchange(self) -> AbstractExchange | None:
@@ -119,9 +149,24 @@ class InboundLink(SupervisedLink):
         declarer = Declarer(connection)
         await declare_dead_letter(declarer)
         for event_channel in self._catalog.values():
-            await declare_inbound_queue(declarer, event_channel.inbound_queue)
+            await declare_inbound_queue(
+                declarer,
+                event_channel.inbound_queue,
+                single_active_consumer=self.single_active_consumer,
+            )
         await declarer.close()
         self._note_mismatches(declarer.mismatches)
+        # The broker names the first argument that differs. Named x-single-active-consumer: the
+        # queue has the opposite of what was declared. Another one named: nobody can tell.
+        self._single_consumer = {
+            m.name: (
+                not self.single_active_consumer
+                if "x-single-active-consumer" in m.broker_says
+                else None
+            )
+            for m in declarer.mismatches
+            if m.kind == "queue"
+        }
         dead_letter_channel = await connection.channel(publisher_confirms=True)
         self._dead_letter = await dead_letter_channel.get_exchange(
             DEAD_LETTER_EXCHANGE, ensure=False
@@ -133,6 +178,7 @@ class InboundLink(SupervisedLink):
             underlay = await channel.get_underlay_channel()
             underlay.on_consumer_cancel_callbacks.add(self._cancelled_by_broker)
             window = AckWindow(underlay)
+            self._delivered[event_channel.inbound_queue] = False
             result = await underlay.basic_consume(
                 event_channel.inbound_queue,
                 partial(self._deliver, event_channel, window),
@@ -163,6 +209,7 @@ class InboundLink(SupervisedLink):
         task.add_done_callback(self._restarts.discard)
 
     async def _lost(self) -> None:
+        self._delivered = {}
         self._dead_letter = None
         self._consuming = []
         self._windows = []
@@ -176,6 +223,7 @@ class InboundLink(SupervisedLink):
         # A consumer gets nothing else, and a delivery always carries its tag.
         assert isinstance(delivery, Basic.Deliver)
         assert delivery.delivery_tag is not None
+        self._delivered[channel.inbound_queue] = True
         self._in_flight += 1
         self._idle.clear()
         try:

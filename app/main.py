@@ -252,7 +252,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
 
     # The document FastStream generates from the inbound broker's subscribers, completed from the
     # catalog (app/spec.py); `asyncapi.yaml` is this document.
-    specification = spec.specification(gateway.catalog)
+    specification = spec.specification(gateway.catalog, settings)
     to_yaml, to_json = spec.AsyncAPIDocument.to_yaml, spec.AsyncAPIDocument.to_json
     page, assets = _asyncapi_page()
     return GatewayApp(

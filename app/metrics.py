@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
 from prometheus_client import (
     CollectorRegistry,
@@ -11,6 +11,8 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from .breaker import BreakerState
 from .events import DeliveryPath
@@ -19,6 +21,31 @@ from .topology import Mismatch
 BREAKER_STATE_VALUES = {BreakerState.closed: 0, BreakerState.half_open: 1, BreakerState.open: 2}
 # A label value must not come from the client unchecked: unknown channels are counted together.
 UNKNOWN_CHANNEL = "unknown"
+
+
+CONSUMER_STATES = ("active", "standby", "shared", "unknown")
+
+
+class ConsumerStates(Collector):
+    """`breakwater_inbound_consumer{queue,state}`: 1 for the state this process is in for each
+    inbound queue it consumes, 0 for the others (read at scrape time)."""
+
+    def __init__(self) -> None:
+        self.read: Callable[[], Mapping[str, str]] = dict
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "breakwater_inbound_consumer",
+            "Per inbound queue this process consumes, 1 for its state: active (it has had"
+            " deliveries), standby (single active consumer, none yet: another replica is active,"
+            " or the queue has been empty), shared (every replica consumes it), unknown (the"
+            " queue exists with other arguments than declared).",
+            labels=["queue", "state"],
+        )
+        for queue, current in sorted(self.read().items()):
+            for state in CONSUMER_STATES:
+                family.add_metric([queue, state], 1.0 if state == current else 0.0)
+        yield family
 
 
 class Metrics:
@@ -81,6 +108,8 @@ class Metrics:
             ["link", "kind", "name"],
             registry=self.registry,
         )
+        self._consumers = ConsumerStates()
+        self.registry.register(self._consumers)
         for channel in channels:
             for status in ("published", "stored"):
                 self.accepted.labels(channel, status)
@@ -96,6 +125,9 @@ class Metrics:
         self.breaker_state.set_function(lambda: BREAKER_STATE_VALUES[breaker_state()])
         self.store_depth.set_function(store_depth)
         self.store_bytes.set_function(store_bytes)
+
+    def watch_consumers(self, states: Callable[[], Mapping[str, str]]) -> None:
+        self._consumers.read = states
 
     def event_accepted(self, channel: str, status: str) -> None:
         self.accepted.labels(channel, status).inc()

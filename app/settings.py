@@ -120,6 +120,15 @@ class Settings(BaseSettings):
         ge=1,
         description="Unacked inbound messages per queue (the forwarding pipeline depth).",
     )
+    inbound_single_active_consumer: bool = Field(
+        default=True,
+        description=(
+            "Declare the inbound queues with single active consumer: one replica consumes each"
+            " queue, the others take over when it goes, so a channel's AMQP events keep their"
+            " order across replicas. Off: all replicas share every queue (more throughput per"
+            " channel, no order across replicas)."
+        ),
+    )
     shutdown_grace_s: float = Field(
         default=20.0, gt=0, description="How long SIGTERM waits for in-flight work to finish."
     )

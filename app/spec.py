@@ -232,8 +232,9 @@ _Dumper.add_representer(str, _represent_str)
 class GatewayAsyncAPI(AsyncAPI):
     """FastStream's AsyncAPI 3.0 generator, with its output completed from the catalog."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, *, single_active_consumer: bool = True) -> None:
         self.catalog = tuple(catalog.values())
+        self.single_active_consumer = single_active_consumer
         super().__init__(
             _spec_broker(self.catalog),
             title=TITLE,
@@ -243,18 +244,27 @@ class GatewayAsyncAPI(AsyncAPI):
 
     def to_specification(self) -> AsyncAPIDocument:
         generated = super().to_specification().to_jsonable()
-        return AsyncAPIDocument(complete(generated, self.catalog))
+        return AsyncAPIDocument(
+            complete(generated, self.catalog, single_active_consumer=self.single_active_consumer)
+        )
 
 
-def specification(catalog: Catalog) -> GatewayAsyncAPI:
-    """The app's specification factory; the app adds its inbound broker to it."""
-    return GatewayAsyncAPI(catalog)
+def specification(catalog: Catalog, settings: Settings | None = None) -> GatewayAsyncAPI:
+    """The app's specification factory; the app adds its inbound broker to it. The inbound queues'
+    arguments follow `settings` (default: the settings' defaults, as in `asyncapi.yaml`)."""
+    single = settings.inbound_single_active_consumer if settings is not None else True
+    return GatewayAsyncAPI(catalog, single_active_consumer=single)
 
 
 def document_for(catalog: Catalog, settings: Settings) -> AsyncAPIDocument:
     """The document a gateway with `catalog` serves (`breakwater asyncapi`)."""
-    factory = specification(catalog)
-    broker = documented_broker(settings.inbound_urls[0], catalog, settings.inbound_prefetch)
+    factory = specification(catalog, settings)
+    broker = documented_broker(
+        settings.inbound_urls[0],
+        catalog,
+        settings.inbound_prefetch,
+        single_active_consumer=settings.inbound_single_active_consumer,
+    )
     factory.add_broker(broker)
     return factory.to_specification()
 
@@ -274,7 +284,9 @@ def differences(committed: str, generated: str) -> str:
 # --- completing FastStream's output ---------------------------------------------------------
 
 
-def complete(generated: dict[str, Any], catalog: Sequence[Channel]) -> dict[str, Any]:
+def complete(
+    generated: dict[str, Any], catalog: Sequence[Channel], *, single_active_consumer: bool = True
+) -> dict[str, Any]:
     """The generated document with headers, properties, arguments, payloads and examples added,
     servers and vhosts pinned to the default broker, and everything in catalog order."""
     doc = copy.deepcopy(generated)
@@ -293,7 +305,9 @@ def complete(generated: dict[str, Any], catalog: Sequence[Channel]) -> dict[str,
         in_key = _channel_key(doc, queue=channel.inbound_queue)
         sent, accepted = payload_refs[channel.name]
         _complete_outbound(doc, out_key, channel, payload={"$ref": sent})
-        _complete_inbound(doc, in_key, channel, payload={"$ref": accepted})
+        _complete_inbound(
+            doc, in_key, channel, {"$ref": accepted}, single_active_consumer=single_active_consumer
+        )
         outbound.append(out_key)
         inbound.append(in_key)
     dead_key = _channel_key(doc, exchange=DEAD_LETTER_EXCHANGE)
@@ -413,9 +427,15 @@ def _set_arguments(declared: dict[str, Any], arguments: Mapping[str, Any]) -> No
 
 
 def _complete_inbound(
-    doc: dict[str, Any], key: str, channel: Channel, payload: dict[str, Any]
+    doc: dict[str, Any],
+    key: str,
+    channel: Channel,
+    payload: dict[str, Any],
+    *,
+    single_active_consumer: bool,
 ) -> None:
-    _set_arguments(_amqp(doc["channels"][key])["queue"], inbound_queue(channel).arguments)
+    queue = inbound_queue(channel, single_active_consumer=single_active_consumer)
+    _set_arguments(_amqp(doc["channels"][key])["queue"], queue.arguments)
     operation = doc["operations"][_operation_key(doc, key)]
     # `cc` is the routing keys of a publish; the gateway publishes nothing here, it consumes.
     operation["bindings"]["amqp"].pop("cc", None)

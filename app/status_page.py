@@ -89,6 +89,8 @@ class StatusSnapshot:
     refresh_s: int = REFRESH_S
     topology: tuple[str, ...] = ()
     """Broker objects that exist with other arguments than the gateway declares, and what it costs."""
+    consumers: tuple[tuple[str, str], ...] = ()
+    """(inbound queue, `active` | `standby` | `shared`) for each queue this process consumes."""
 
 
 class RateMeter:
@@ -229,7 +231,33 @@ def _breaker_card(snapshot: StatusSnapshot) -> str:
     return _card("Circuit breaker", body)
 
 
-def _link_card(title: str, link: BrokerLink, element_id: str, up: str, down: str) -> str:
+CONSUMER_WORDS = {
+    "active": (Tone.good, "Active", "this process consumes it; other replicas stand by"),
+    "standby": (Tone.idle, "Standing by", "another replica consumes it, or it has been empty"),
+    "shared": (Tone.warn, "Shared", "every replica consumes it: no order across replicas"),
+    "unknown": (
+        Tone.warn,
+        "Unknown",
+        "declared by someone else; replicas may share it (see the broker objects below)",
+    ),
+}
+
+
+def _consumers(snapshot: StatusSnapshot) -> str:
+    if not snapshot.consumers:
+        return ""
+    rows = "".join(
+        f"<li><code>{escape(queue)}</code> {_badge(tone, words)}"
+        f' <small class="meaning">{escape(meaning)}</small></li>'
+        for queue, state in snapshot.consumers
+        for tone, words, meaning in (CONSUMER_WORDS[state],)
+    )
+    return f'<ul class="consumers" id="consumers">{rows}</ul>'
+
+
+def _link_card(
+    title: str, link: BrokerLink, element_id: str, up: str, down: str, extra: str = ""
+) -> str:
     if link.connected:
         body = _badge(Tone.good, "Connected", element_id)
         meaning = up
@@ -237,7 +265,7 @@ def _link_card(title: str, link: BrokerLink, element_id: str, up: str, down: str
         body = _badge(Tone.bad, "Disconnected", element_id)
         meaning = f"{link.detail}; {down}" if link.detail else down
     body += f'<p class="meaning">{escape(meaning)}</p>'
-    body += f'<p class="url">{escape(link.url)}</p>'
+    body += f'<p class="url">{escape(link.url)}</p>' + extra
     return _card(title, body)
 
 
@@ -419,6 +447,7 @@ td.zero{color:#8c959f}.warn-text{color:#9a6700;font-weight:600}
 footer{max-width:1240px;margin:0 auto;padding:6px 28px 20px;color:#59636e;font-size:13px;
 display:flex;gap:18px}
 footer a{color:#0969da;text-decoration:none;font-weight:600}
+.consumers{list-style:none;padding:0;margin:8px 0 0}.consumers li{margin:4px 0}
 """
 
 
@@ -441,6 +470,7 @@ def render(snapshot: StatusSnapshot) -> str:
             "inbound-state",
             up="AMQP ingress is consuming breakwater.in.*",
             down="AMQP ingress waits for it; HTTP ingress serves",
+            extra=_consumers(snapshot),
         )
         + _replay_card(snapshot)
         + _store_card(snapshot)

@@ -29,6 +29,15 @@ INBOUND_QUEUE_ARGUMENTS: dict[str, Any] = {
 }
 
 
+def inbound_queue_arguments(*, single_active_consumer: bool) -> dict[str, Any]:
+    """With single active consumer, one gateway replica consumes a queue and the others stand by
+    (the broker hands the queue over when the active one goes): a channel's AMQP events then keep
+    their order across replicas. Without it every replica takes a share of every queue."""
+    if not single_active_consumer:
+        return dict(INBOUND_QUEUE_ARGUMENTS)
+    return {**INBOUND_QUEUE_ARGUMENTS, "x-single-active-consumer": True}
+
+
 @dataclass(frozen=True)
 class Mismatch:
     """An object the gateway declares that already exists with other arguments (a consumer or an
@@ -126,12 +135,20 @@ async def declare_outbound(declarer: Declarer) -> None:
     )
 
 
-async def declare_inbound_queue(declarer: Declarer, name: str) -> None:
+async def declare_inbound_queue(
+    declarer: Declarer, name: str, *, single_active_consumer: bool
+) -> None:
+    order = (
+        "without x-single-active-consumer, every replica consumes it and its events' order"
+        " across replicas is not kept; "
+        if single_active_consumer
+        else ""
+    )
     await declarer.queue(
         name,
-        arguments=INBOUND_QUEUE_ARGUMENTS,
+        arguments=inbound_queue_arguments(single_active_consumer=single_active_consumer),
         consequence=(
-            "it is consumed as it is; unless it is a quorum queue dead-lettering to"
+            f"it is consumed as it is; {order}unless it is a quorum queue dead-lettering to"
             f" {DEAD_LETTER_EXCHANGE}, it may not survive a node loss. To migrate: stop its"
             " producers, let the gateway drain it, delete it, restart the gateway"
         ),

@@ -17,6 +17,7 @@ from typing import Self
 import aio_pika
 import httpx
 
+from app.topology import inbound_queue_arguments
 from tests.integration.gateway_process import GatewayProcess
 from tests.integration.outage_helpers import Recorder, Sender, payload
 
@@ -101,7 +102,7 @@ def accepted_total(gateway: GatewayProcess) -> float:
 
 # -- AMQP ingress ----------------------------------------------------------------------------------
 
-INBOUND_ARGUMENTS = {"x-queue-type": "quorum", "x-dead-letter-exchange": "breakwater.dlx"}
+INBOUND_ARGUMENTS = inbound_queue_arguments(single_active_consumer=True)
 
 
 def preload(url: str, channel: str, ids: Sequence[str]) -> None:

@@ -1,5 +1,5 @@
 """Gateway faults: kill -9 with AMQP ingress in flight and mid-replay, SIGTERM under HTTP load with a
-backlog replaying, and two replicas on the same inbound queues with one killed. Each ends with an
+backlog replaying, and two replicas on one single-active-consumer queue with the active one killed. Each ends with an
 ACCOUNTING line."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from tests.integration.outage_helpers import Recorder
 from tests.support.fault_proxy import FaultProxy
 
 from .accounting import Accounting
+from .consumer_states import consumer_state, inversions
 from .helpers import (
     FAST_BREAKER,
     Load,
@@ -211,47 +212,55 @@ def replay_dead_store(store: Path, broker_url: str) -> dict[str, int]:
 
 
 @pytest.mark.usefixtures("inbound_queues")
-def test_two_replicas_one_killed(
+def test_two_replicas_the_active_consumer_killed_mid_stream(
     start_gateway: GatewayFactory, broker_url: str, run_id: str
 ) -> None:
-    """Both replicas forward a preloaded queue; one is killed. What it had not acked is redelivered
-    to the other. What it had acked *into its own store* (its broker publishes timed out) waits in
-    that store file: nothing is lost, but it is delivered only once that store is replayed (the
-    replica restarted on its volume, or `breakwater store replay` on it), which this test does."""
+    """Two replicas on one single-active-consumer queue: one forwards, the other stands by. The
+    active one is killed -9 mid-stream; the broker hands the queue to the other, which starts with
+    what the dead one had not acked. Duplicates are allowed (named and counted); order among first
+    deliveries and every event are kept. What the dead replica had acked *into its own store*
+    (a publish that timed out) would wait in that store file, and reach the exchange only when that
+    store is replayed: late, out of order. It is counted apart, replayed here, and must be rare."""
     ids = [f"{run_id}-rep-{i:05d}" for i in range(4000)]
     with Recorder(broker_url, run_id) as recorder:
         preload(broker_url, CHANNEL, ids)
-        replica_a = start_gateway()
-        replica_b = start_gateway()  # a store of its own (every gateway needs one)
-        wait(
-            lambda: accepted_total(replica_a) >= 200 and accepted_total(replica_b) >= 200,
-            30,
-            "both replicas forwarding",
-        )
-        by_a = accepted_total(replica_a)
-        kill9(replica_a)
+        replicas = [start_gateway(), start_gateway()]  # each with a store of its own
+        wait(lambda: len(recorder.seen_ids()) >= 500, 30, "500 events forwarded")
+        states = {consumer_state(replica) for replica in replicas}
+        assert states == {"active", "standby"}, states
+        active, standby = sorted(replicas, key=lambda r: consumer_state(r) != "active")
+        assert accepted_total(standby) == 0, "the standby replica forwarded events"
+        by_active = accepted_total(active)
+        kill9(active)
         fault_end = time.monotonic()
         forwarded_at_kill = len(recorder.seen_ids())
-        dead_store = Path(replica_a.env["BREAKWATER_STORE_PATH"])
+        # Takeover: from the kill to the standby's first delivery (the broker notices the dead
+        # connection, requeues its unacked messages, activates the next consumer).
+        wait(lambda: consumer_state(standby) == "active", 60, "the standby replica took over")
+        takeover_s = round(time.monotonic() - fault_end, 3)
+        dead_store = Path(active.env["BREAKWATER_STORE_PATH"])
         stranded = stranded_ids(dead_store) - recorder.seen_ids()
-        # Everything but what waits in the dead replica's store arrives through replica B.
-        through_b = wait_delivered(set(ids) - stranded, recorder, timeout=60)
+        through_standby = wait_delivered(set(ids) - stranded, recorder, timeout=60)
+        order_kept = inversions([i for i in ids if i not in stranded], deliveries(recorder))
         replayed = replay_dead_store(dead_store, broker_url)["replayed"] if stranded else 0
         wait_delivered(ids, recorder, timeout=30)
         accounting = Accounting.of(
-            "two_replicas_one_killed",
+            "two_replicas_active_consumer_killed",
             ids,
             deliveries(recorder),
             fault_end=fault_end,
             forwarded_at_kill=forwarded_at_kill,
-            acked_by_killed_replica_at_kill=int(by_a),
+            acked_by_killed_replica_at_kill=int(by_active),
+            order_inversions=order_kept,
+            takeover_s=takeover_s,
             stranded_in_killed_replica_store=len(stranded),
             replayed_from_dead_store=replayed,
         )
-        left = stop_and_count_inbound(replica_b, broker_url)
+        left = stop_and_count_inbound(standby, broker_url)
         accounting.extra["inbound_left"] = left
         accounting.report()
-    assert through_b, "events the killed replica had not stored were not forwarded by the other"
+    assert through_standby, "the standby replica did not forward the rest of the queue"
     assert forwarded_at_kill < len(ids), "the kill came after everything was forwarded"
     accounting.assert_nothing_lost()
+    assert order_kept == 0, f"{order_kept} first deliveries out of order"
     assert left == 0, f"{left} messages left in {INBOUND_QUEUE}"

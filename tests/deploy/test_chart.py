@@ -1278,6 +1278,7 @@ def exported_series() -> dict[str, tuple[str, frozenset[str]]]:
     metrics.event_rejected("orders", "invalid_payload")
     metrics.event_replayed("orders")
     metrics.deprecated_event("orders")
+    metrics.watch_consumers(lambda: {"breakwater.in.orders": "active"})
     metrics.topology("outbound", [Mismatch("exchange", "breakwater.events", "differs", "costs")])
     for path in DeliveryPath:
         metrics.published("orders", 0.01, path)

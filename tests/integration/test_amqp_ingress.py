@@ -34,7 +34,7 @@ async def publish_inbound(
     await channel.close()
 
 
-async def test_inbound_queues_are_durable_quorum_queues_with_dead_lettering(
+async def test_inbound_queues_are_quorum_queues_with_dead_lettering_and_one_active_consumer(
     start_gateway: Callable[..., GatewayProcess], amqp: AbstractRobustConnection
 ) -> None:
     start_gateway()
@@ -47,6 +47,7 @@ async def test_inbound_queues_are_durable_quorum_queues_with_dead_lettering(
             arguments={
                 "x-queue-type": "quorum",
                 "x-dead-letter-exchange": "breakwater.dlx",
+                "x-single-active-consumer": True,
             },
         )
         assert queue.name == f"breakwater.in.{name}"

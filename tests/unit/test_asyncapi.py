@@ -182,6 +182,7 @@ def test_inbound_queues_are_quorum_queues_with_the_channel_payload(
         assert queue["durable"] is True
         assert queue["x-arguments"]["x-queue-type"] == "quorum"
         assert queue["x-arguments"]["x-dead-letter-exchange"] == DEAD_LETTER_EXCHANGE
+        assert queue["x-arguments"]["x-single-active-consumer"] is True
         assert queue["arguments"] == queue["x-arguments"]
         assert inbound["servers"] == [{"$ref": "#/servers/inbound"}]
 
@@ -197,6 +198,16 @@ def test_inbound_queues_are_quorum_queues_with_the_channel_payload(
         assert bool(operation_of(document, key)["bindings"]["amqp"].get("cc")) is False
 
     assert "EmptyPayload" not in document["components"]["schemas"]
+
+
+def test_inbound_queues_without_single_active_consumer_are_documented_so() -> None:
+    settings = Settings(inbound_single_active_consumer=False)
+    document = spec.document_for(DEFAULT_CATALOG, settings).to_jsonable()
+    for channel in CATALOG:
+        [key] = _channels_on(document, queue=channel.inbound_queue).values()
+        queue = document["channels"][key]["bindings"]["amqp"]["queue"]
+        assert "x-single-active-consumer" not in queue["x-arguments"]
+        assert queue["arguments"] == queue["x-arguments"]
 
 
 def operation_of(document: dict[str, Any], channel_key: str) -> dict[str, Any]:

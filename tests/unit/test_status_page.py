@@ -175,3 +175,24 @@ def test_rate_meter_measures_over_about_its_window() -> None:
     assert rate == (0.0, 10.0)
     now[0] = 35.0
     assert meter.observe(2500) == (500 / 10.0, 10.0)
+
+
+def test_each_inbound_queue_says_whether_this_process_consumes_it() -> None:
+    snapshot = replace(
+        HEALTHY,
+        consumers=(
+            ("breakwater.in.orders.cancelled", "standby"),
+            ("breakwater.in.orders.created", "active"),
+            ("breakwater.in.payments.captured", "shared"),
+        ),
+    )
+    page = render(snapshot)
+    consumers = re.search(r'<ul class="consumers" id="consumers">(.*?)</ul>', page, re.S)
+    assert consumers, "no consumer list"
+    rows = [" ".join(re.sub(r"<[^>]+>", " ", row).split()) for row in consumers[1].split("</li>")]
+    assert rows[:3] == [
+        "breakwater.in.orders.cancelled Standing by another replica consumes it, or it has been empty",
+        "breakwater.in.orders.created Active this process consumes it; other replicas stand by",
+        "breakwater.in.payments.captured Shared every replica consumes it: no order across replicas",
+    ]
+    assert 'id="consumers"' not in render(HEALTHY)  # not consuming: nothing to say
