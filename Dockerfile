@@ -63,7 +63,8 @@ COPY README.md ./
 COPY app ./app
 COPY breakwater ./breakwater
 # The pages' renderers as package data ([tool.setuptools.package-data]): installed into /opt/venv
-# with the project, where app/main.py looks first (app/static/asyncapi/, app/static/openapi/).
+# with the project, where app/documents/pages.py looks first (app/static/asyncapi/ and
+# app/static/openapi/).
 COPY --from=assets /static/ ./app/static/
 # The project itself, built with the locked setuptools (no unpinned build environment); then the
 # installers leave the environment: the runtime image has no pip and no setuptools in /opt/venv.

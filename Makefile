@@ -37,7 +37,7 @@ $(TOOLS_STAMP): tools/asyncapi-tools/package.json tools/asyncapi-tools/package-l
 	npm ci --prefix tools/asyncapi-tools
 	touch $(TOOLS_STAMP)
 
-# The AsyncAPI page's renderer as package data, where app/main.py looks first: as in the image.
+# The AsyncAPI page's renderer as package data, where app/documents/pages.py looks first: as in the image.
 $(ASSETS)/index.js: $(NODE_STAMP)
 	install -D -m 644 $(REACT_COMPONENT)/browser/standalone/index.js $@
 $(ASSETS)/default.min.css: $(NODE_STAMP)
@@ -72,11 +72,11 @@ pytest: install
 
 test: lint typecheck asyncapi-check pytest
 
-# Regenerate asyncapi.yaml after changing channels, models, queues or app/spec.py; commit it.
+# Regenerate asyncapi.yaml after changing channels, models, queues or app/documents/asyncapi.py; commit it.
 asyncapi: install
 	$(BIN)/faststream docs gen app.main:app --yaml --out asyncapi.yaml
 
-# Regenerate openapi.json (the HTTP ingress) after changing channels, models or app/openapi.py;
+# Regenerate openapi.json (the HTTP ingress) after changing channels, models or app/documents/openapi.py;
 # commit it. The default catalog without API tokens, whatever the environment or .env says.
 openapi: install
 	BREAKWATER_CATALOG=default BREAKWATER_API_TOKENS= $(BIN)/breakwater openapi --out openapi.json

@@ -257,7 +257,7 @@ def asyncapi(
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of YAML.")] = False,
 ) -> None:
     """Write the AsyncAPI document of a catalog: for a team's own repository and CI."""
-    from .spec import document_for
+    from .documents.asyncapi import document_for
 
     try:
         loaded = _load_catalog(catalog)
@@ -280,7 +280,7 @@ def openapi(
 ) -> None:
     """Write the OpenAPI 3.1 document of a catalog's HTTP ingress, as the gateway serves it at
     /docs/openapi.json (bearer token required when BREAKWATER_API_TOKENS is set)."""
-    from .openapi import document_for, to_json
+    from .documents.openapi import document_for, to_json
 
     try:
         loaded = _load_catalog(catalog)

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
 BASE = re.compile(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?")
 NODE_BASE = re.compile(r"node:20\.(\d+)\.(\d+)-bookworm-slim(@sha256:[0-9a-f]{64})?")
-# The files of each page's npm renderer (app/main.py), and where under app/static/ they go.
+# The files of each page's npm renderer (app/documents/pages.py), and where under app/static/ they go.
 RENDERERS = {
     "@asyncapi/react-component": (
         "asyncapi",

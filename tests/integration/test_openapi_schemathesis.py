@@ -32,8 +32,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis import Case
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from app import openapi
 from app.catalog.default import DEFAULT_CATALOG
+from app.documents import openapi
 from tests.support.fault_proxy import FaultProxy
 
 from .gateway_process import ROOT, GatewayProcess

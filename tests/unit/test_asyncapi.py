@@ -18,9 +18,9 @@ import pytest
 import yaml
 from pydantic import Field, create_model
 
-from app import spec
 from app.catalog import Catalog
 from app.catalog.default import DEFAULT_CATALOG, OrderCreated
+from app.documents import asyncapi as spec
 from app.events import ERROR_HEADER, PATH_HEADER, SOURCE_QUEUE_HEADER
 from app.gateway import Gateway
 from app.settings import Settings

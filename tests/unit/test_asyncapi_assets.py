@@ -1,7 +1,7 @@
 """The AsyncAPI page's renderer ships with the project: placed in app/static/asyncapi/ (the
 container image and `make install` do that), its two files are package data of the wheel, and
-app/main.py serves them from there before it looks for node_modules, and only without either falls
-back to a CDN."""
+app/documents/pages.py serves them from there before it looks for node_modules, and only without
+either falls back to a CDN."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from app import main
+from app.documents import pages
 
 ROOT = Path(__file__).resolve().parents[2]
 REACT_COMPONENT = ROOT / "node_modules/@asyncapi/react-component"
@@ -83,8 +84,8 @@ def test_the_wheel_ships_the_renderer_as_package_data(wheel: Path) -> None:
 
 
 def test_the_installed_app_serves_the_packaged_renderer_first(wheel: Path, tmp_path: Path) -> None:
-    """The wheel unpacked as an installation is: app/main.py finds its package data, not the
-    node_modules that happen to be beside the package (here a decoy with other contents)."""
+    """The wheel unpacked as an installation is: app/documents/pages.py finds its package data, not
+    the node_modules that happen to be beside the package (here a decoy with other contents)."""
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(site)
@@ -96,14 +97,15 @@ def test_the_installed_app_serves_the_packaged_renderer_first(wheel: Path, tmp_p
         import asyncio, json
         import httpx
         import app.main as main
+        from app.documents import pages
 
         async def fetch() -> dict[str, str]:
             transport = httpx.ASGITransport(app=main.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-                page = await client.get(main.ASYNCAPI_PATH)
+                page = await client.get(pages.ASYNCAPI_PATH)
                 assets = {"page": page.text}
-                for name in main.ASSET_MEDIA_TYPES:
-                    response = await client.get(f"{main.ASSETS_PATH}/{name}")
+                for name in pages.ASSET_MEDIA_TYPES:
+                    response = await client.get(f"{pages.ASSETS_PATH}/{name}")
                     assert response.status_code == 200, name
                     assets[name] = response.headers["content-type"] + " " + str(
                         len(response.content)
@@ -113,7 +115,7 @@ def test_the_installed_app_serves_the_packaged_renderer_first(wheel: Path, tmp_p
 
         print(json.dumps({
             "main": main.__file__,
-            "found": {k: str(v) for k, v in main.page_assets(main.ASSET_SOURCES).items()},
+            "found": {k: str(v) for k, v in pages.page_assets(pages.ASSET_SOURCES).items()},
             "served": asyncio.run(fetch()),
         }))
     """
@@ -141,17 +143,17 @@ def test_the_installed_app_serves_the_packaged_renderer_first(wheel: Path, tmp_p
     assert re.findall(r'rel="stylesheet" href="([^"]+)"', served["page"]) == [
         "static/asyncapi/default.min.css"
     ]
-    for name, media in main.ASSET_MEDIA_TYPES.items():
+    for name, media in pages.ASSET_MEDIA_TYPES.items():
         size = renderer_file(name).stat().st_size
         assert served[name] == f"{media} {size}"
         assert served[f"{name}:decoy"] == "False"
 
 
-# --- the lookup order of app/main.py, in process -------------------------------------------------
+# --- the lookup order of app/documents/pages.py, in process -------------------------------------
 
 
 def test_main_looks_in_the_package_first_then_in_node_modules() -> None:
-    package, node_modules = main.ASSET_SOURCES
+    package, node_modules = pages.ASSET_SOURCES
     static = Path(main.__file__).resolve().parent / "static/asyncapi"
     assert package == {name: static / name for name in RENDERER}
     assert node_modules == {name: REACT_COMPONENT / path for name, path in RENDERER.items()}
@@ -169,22 +171,22 @@ def test_the_first_complete_source_wins(tmp_path: Path) -> None:
     package = _source(tmp_path / "package", {name: name for name in RENDERER})
     node_modules = _source(tmp_path / "node_modules", RENDERER)
 
-    assert main.page_assets([package, node_modules]) == package
+    assert pages.page_assets([package, node_modules]) == package
     package["default.min.css"].unlink()  # half a renderer is none
-    assert main.page_assets([package, node_modules]) == node_modules
+    assert pages.page_assets([package, node_modules]) == node_modules
     for path in node_modules.values():
         path.unlink()
-    assert main.page_assets([package, node_modules]) is None
+    assert pages.page_assets([package, node_modules]) is None
 
 
 def test_without_the_renderer_the_page_falls_back_to_the_cdn_with_a_warning(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     missing = {name: tmp_path / name for name in RENDERER}
-    monkeypatch.setattr(main, "ASSET_SOURCES", (missing, missing))
+    monkeypatch.setattr(pages, "ASSET_SOURCES", (missing, missing))
 
     with caplog.at_level(logging.WARNING, logger="breakwater"):
-        route, assets = main._asyncapi_page()
+        route, assets = pages.asyncapi_page()
 
     assert assets == []
     assert route.asyncapi_js_url.startswith("https://")

@@ -1,4 +1,4 @@
-"""The OpenAPI document of the HTTP ingress (app/openapi.py): the committed `openapi.json` is what
+"""The OpenAPI document of the HTTP ingress (app/documents/openapi.py): the committed `openapi.json` is what
 the code generates for the default catalog, openapi-spec-validator takes it as OpenAPI 3.1, and
 its request schemas are what the ingress accepts (the running gateway is held to the document by
 tests/integration/test_openapi_schemathesis.py)."""
@@ -16,9 +16,9 @@ import pytest
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation import OpenAPIV31SpecValidator
 
-from app import main, openapi
 from app.catalog import Catalog, Channel, InvalidPayload
 from app.catalog.default import DEFAULT_CATALOG
+from app.documents import openapi, pages
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "openapi.json"
@@ -166,11 +166,11 @@ def test_a_json_schema_channel_is_documented_as_its_schema_and_deprecation_is_sh
 
 
 def test_the_page_renderer_is_found_and_the_page_loads_it_from_the_gateway() -> None:
-    found = main.page_assets(main.OPENAPI_ASSET_SOURCES)
+    found = pages.page_assets(pages.OPENAPI_ASSET_SOURCES)
     assert found is not None, "swagger-ui-dist missing: run `make install`"
     assert set(found) == {"swagger-ui-bundle.js", "swagger-ui.css"}
     assert "SwaggerUIBundle" in found["swagger-ui-bundle.js"].read_text(encoding="utf-8")
-    page = main._OPENAPI_PAGE
+    page = pages._OPENAPI_PAGE
     assert "validatorUrl: null" in page  # no call to validator.swagger.io
     assert "http://" not in page  # nothing from elsewhere
     assert "https://" not in page

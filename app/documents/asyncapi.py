@@ -28,13 +28,13 @@ from pydantic import BaseModel, SecretStr
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from yarl import URL
 
-from . import __version__
-from .amqp_ingress import DEAD_LETTER, REQUEUE_DELAY_S, documented_broker, inbound_queue
-from .catalog import Catalog, Channel, InvalidPayload
-from .catalog.payload import MAX_REASON_TEXT
-from .events import CONTENT_TYPE, ERROR_HEADER, PATH_HEADER, SOURCE_QUEUE_HEADER, DeliveryPath
-from .settings import Settings
-from .topology import (
+from .. import __version__
+from ..amqp_ingress import DEAD_LETTER, REQUEUE_DELAY_S, documented_broker, inbound_queue
+from ..catalog import Catalog, Channel, InvalidPayload
+from ..catalog.payload import MAX_REASON_TEXT
+from ..events import CONTENT_TYPE, ERROR_HEADER, PATH_HEADER, SOURCE_QUEUE_HEADER, DeliveryPath
+from ..settings import Settings
+from ..topology import (
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_QUEUE,
     EVENTS_EXCHANGE,

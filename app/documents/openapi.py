@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document of the HTTP ingress, generated from the channel catalog.
 
 One `POST` operation per channel, whose request body is the schema the ingress validates against
-(`app.spec.payload_schemas`' accepting form: decimals as numbers or strings), so that a client
+(`app.documents.asyncapi.payload_schemas`' accepting form: decimals as numbers or strings), so that a client
 generated from this document sends what the gateway takes. Every answer `app.http_api` can give is
 listed with its body and headers; `tests/integration/test_openapi_schemathesis.py` holds the
 running gateway to that, on a real broker. `openapi.json` at the repository root is this document
@@ -16,14 +16,14 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from . import __version__
-from .breaker import BreakerState
-from .catalog import Catalog, Channel
-from .catalog.channel import MAX_NAME_LENGTH, NAME_PATTERN, title_of
-from .http_api import _ID_PATTERN, RETRY_AFTER_STORE_BROKEN_S, RETRY_AFTER_STORE_FULL_S
-from .publisher import Outcome
-from .settings import Settings
-from .spec import payload_schemas
+from .. import __version__
+from ..breaker import BreakerState
+from ..catalog import Catalog, Channel
+from ..catalog.channel import MAX_NAME_LENGTH, NAME_PATTERN, title_of
+from ..http_api import _ID_PATTERN, RETRY_AFTER_STORE_BROKEN_S, RETRY_AFTER_STORE_FULL_S
+from ..publisher import Outcome
+from ..settings import Settings
+from .asyncapi import payload_schemas
 
 OPENAPI_VERSION = "3.1.0"
 TITLE = "Breakwater HTTP ingress"
