@@ -40,6 +40,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import FilePath
 
 from app.breaker import BreakerState
+from app.catalog.channel import MAX_NAME_LENGTH, NAME_PATTERN
 from app.events import DeliveryPath
 from app.metrics import BREAKER_STATE_VALUES, Metrics
 from app.settings import Settings
@@ -1647,3 +1648,11 @@ def test_dashboard_has_what_on_call_needs() -> None:
             clauses = BY_CLAUSE.findall(target["expr"])
             assert clauses, f"{panel['title']}: {target['expr']}"
             assert all("pod" in c for c in clauses), f"{panel['title']}: {target['expr']}"
+
+
+def test_the_schema_takes_the_channel_names_the_gateway_takes() -> None:
+    """A name the chart accepts but the gateway refuses would fail only at start, in the pod."""
+    schema: Obj = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    name = schema["properties"]["catalog"]["properties"]["channels"]["items"]["properties"]["name"]
+    assert name["maxLength"] == MAX_NAME_LENGTH
+    assert name["pattern"] == NAME_PATTERN.pattern
