@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
 from typing import Any, Literal
 
@@ -126,11 +126,14 @@ class InboundLink(SupervisedLink):
         """Cancel every consumer, give the deliveries in hand up to `grace_s` to settle, send their
         acks. What is still unsettled then goes back to its queue when the connection closes."""
         self._accepting = False
-        for channel, tag in self._consuming:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(self.connect_timeout_s):
-                    underlay = await channel.get_underlay_channel()
-                    await underlay.basic_cancel(tag)
+
+        async def cancel(channel: AbstractChannel, tag: str) -> None:
+            underlay = await channel.get_underlay_channel()
+            await underlay.basic_cancel(tag)
+
+        # All at once under one bound: on a partitioned connection every cancel waits out the
+        # bound, and one after the other that would be the bound times the number of channels.
+        await self._all_within(cancel(channel, tag) for channel, tag in self._consuming)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace_s):
                 await self._idle.wait()
@@ -140,10 +143,21 @@ class InboundLink(SupervisedLink):
                 self._in_flight,
                 grace_s,
             )
-        for window in self._windows:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.connect_timeout_s):
-                    await window.drain()
+        await self._all_within(window.drain() for window in self._windows)
+
+    async def _all_within(self, steps: Iterable[Awaitable[None]]) -> None:
+        """Run the steps side by side for at most `connect_timeout_s`; a step that fails or is
+        still waiting then is given up (its consumer or acks go with the connection's close)."""
+        tasks = [asyncio.ensure_future(step) for step in steps]
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=self.connect_timeout_s)
+        for task in pending:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                log.debug("shutdown step failed: %r", result)
 
     async def _opened(self, connection: AbstractConnection) -> Sequence[AbstractChannel]:
         declarer = Declarer(connection)

@@ -8,12 +8,15 @@ import signal
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import aio_pika
 import httpx
 from aio_pika.abc import AbstractRobustConnection
 
 from app.catalog.default import DEFAULT_CATALOG
+from tests.chaos.helpers import delete_queue
+from tests.support.fault_proxy import FaultProxy
 
 from .consumers import bind_queue, collect, drain_now
 from .gateway_process import GatewayProcess, free_port
@@ -115,3 +118,41 @@ async def test_sigterm_with_amqp_messages_in_flight_loses_none(
     assert ids - seen == set()  # each one forwarded, or still in its inbound queue
     assert forwarded  # the shutdown did let in-flight forwarding finish
     assert "Traceback" not in gateway.logs()
+
+
+def test_sigterm_during_a_partition_is_not_slower_with_more_channels(
+    start_gateway: Callable[..., GatewayProcess],
+    fault_proxy: FaultProxy,
+    vhost: str,
+    broker_url: str,
+    tmp_path: Path,
+) -> None:
+    """Both links cut (a partition, not a closed connection): every broker call at shutdown waits
+    out its bound. Cancelling twelve consumers one after the other took twelve bounds (5 s each);
+    side by side it takes one."""
+    catalog = tmp_path / "catalog.yaml"
+    summary, payload = "A channel among many.", {"type": "object"}
+    channels = [
+        {"name": f"partition.test{n}", "summary": summary, "payload": payload, "examples": [{}]}
+        for n in range(12)
+    ]
+    catalog.write_text(json.dumps({"channels": channels}))
+    url = f"amqp://guest:guest@127.0.0.1:{fault_proxy.port}/{vhost}"
+    gateway = start_gateway(broker_url=url, inbound_broker_url=url, catalog=str(catalog))
+    assert httpx.get(f"{gateway.base_url}/readyz").json()["broker_connected"] is True
+    deadline = time.monotonic() + 20
+    while httpx.get(f"{gateway.base_url}/metrics").text.count('state="standby"} 1.0') < 12:
+        assert time.monotonic() < deadline, "AMQP ingress is not consuming the twelve queues"
+        time.sleep(0.1)
+
+    fault_proxy.partition()
+    started = time.monotonic()
+    gateway.signal(signal.SIGTERM)
+    assert gateway.wait(60) == 0, gateway.logs()[-2000:]
+    took = time.monotonic() - started
+    fault_proxy.heal()
+    # Two bounds (the cancels, the ack drains) and the outbound close; 12 x 5 s before (35 s).
+    for channel in channels:
+        delete_queue(broker_url, f"breakwater.in.{channel['name']}")
+    assert took < 20, f"SIGTERM took {took:.1f}s with the broker partitioned"
+    assert "breakwater stopped" in gateway.logs()
