@@ -53,3 +53,20 @@ async def drain_now(queue: AbstractQueue) -> list[AbstractIncomingMessage]:
     while (message := await queue.get(fail=False, no_ack=True)) is not None:
         got.append(message)
     return got
+
+
+async def drain_by_consuming(
+    queue: AbstractQueue, quiet_s: float = 1.0
+) -> list[AbstractIncomingMessage]:
+    """Everything in a queue that takes no `basic.get` (a quorum queue with single active
+    consumer): consumed and acked until nothing has come for `quiet_s`."""
+    got: list[AbstractIncomingMessage] = []
+    async with queue.iterator() as messages:
+        while True:
+            try:
+                async with asyncio.timeout(quiet_s):
+                    message = await anext(messages)
+            except TimeoutError:
+                return got
+            await message.ack()
+            got.append(message)

@@ -18,7 +18,7 @@ from app.catalog.default import DEFAULT_CATALOG
 from tests.chaos.helpers import delete_queue
 from tests.support.fault_proxy import FaultProxy
 
-from .consumers import bind_queue, collect, drain_now
+from .consumers import bind_queue, collect, drain_by_consuming, drain_now
 from .gateway_process import GatewayProcess, free_port
 
 CANCEL = DEFAULT_CATALOG["orders.cancelled"].example
@@ -113,7 +113,7 @@ async def test_sigterm_with_amqp_messages_in_flight_loses_none(
     assert gateway.wait(timeout=30) == 0
 
     forwarded = {m.message_id for m in await drain_now(events)}
-    left_inbound = {m.message_id for m in await drain_now(inbound)}
+    left_inbound = {m.message_id for m in await drain_by_consuming(inbound)}
     seen = {m.message_id for m in early} | forwarded | left_inbound
     assert ids - seen == set()  # each one forwarded, or still in its inbound queue
     assert forwarded  # the shutdown did let in-flight forwarding finish
