@@ -87,3 +87,30 @@ def test_documents_speak_of_the_project_not_of_where_it_was_built(document: Path
     text = document.read_text()
     for phrase in ("python-svc", "../shared", "our machines"):
         assert phrase not in text, f"{document.name} mentions {phrase!r}"
+
+
+def test_the_quick_starts_refused_event_is_answered_as_the_readme_shows(tmp_path: Path) -> None:
+    """The second curl of the quick start: its body, and the 422 the gateway answers, verbatim."""
+    import asyncio
+
+    import httpx
+
+    from app.main import create_app
+    from app.settings import Settings as GatewaySettings
+
+    text = README.read_text()
+    quick_start = text[text.index("```console\n$ curl") :]
+    second = quick_start.split("$ curl", 3)[2]
+    body = re.search(r"-d '([^']*)'", second)
+    assert body, "no -d body in the quick start's second curl"
+    shown = second.split("\n")[3]  # the line after the command's three lines
+    app = create_app(GatewaySettings(store_path=tmp_path / "store.db"))
+
+    async def post() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            return await client.post("/v1/events/orders.created", content=body[1].encode())
+
+    answer = asyncio.run(post())
+    assert answer.status_code == 422
+    assert answer.text == shown
