@@ -54,7 +54,9 @@ def test_with_everything_there_it_says_nothing(tmp_path: Path) -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         port = str(listener.getsockname()[1])
-        path = _path_with(tmp_path, {"npm": "exit 0", "chromium": "exit 0", "wrk": "exit 0"})
+        path = _path_with(
+            tmp_path, {"npm": "exit 0", "node": None, "chromium": "exit 0", "wrk": "exit 0"}
+        )
         result = _run(path, "test", BREAKWATER_BOOTSTRAP_BROKER_PORT=port)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
 
@@ -91,3 +93,20 @@ def test_wrong_usage(tmp_path: Path, args: tuple[str, ...]) -> None:
     result = _run(os.environ["PATH"], *args)
     assert result.returncode == 2
     assert "usage: tools/bootstrap base|run|test|image" in result.stderr
+
+
+def test_a_node_too_old_for_the_asyncapi_tools_is_named_before_the_tests_fail(
+    tmp_path: Path,
+) -> None:
+    # A `node` that says it is 18 and fails the version check, as Node 18 does.
+    fake = 'case "$1" in --version) echo v18.20.4 ;; *) exit 1 ;; esac'
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = str(listener.getsockname()[1])
+        path = _path_with(
+            tmp_path, {"npm": "exit 0", "node": fake, "chromium": "exit 0", "wrk": "exit 0"}
+        )
+        result = _run(path, "test", BREAKWATER_BOOTSTRAP_BROKER_PORT=port)
+    assert result.returncode == 1
+    assert result.stderr.startswith("bootstrap: Node.js v18.20.4 is older than 20.19")
