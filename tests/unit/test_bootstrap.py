@@ -48,16 +48,21 @@ def _run(path: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_with_everything_there_it_says_nothing(tmp_path: Path) -> None:
-    # A broker port that answers: a listening socket of this test.
+def _test_with_a_broker(tmp_path: Path, node: str | None) -> subprocess.CompletedProcess[str]:
+    """`tools/bootstrap test` with every tool there but `node` as given (None: the real one),
+    and a broker port that answers: a listening socket of this test."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         port = str(listener.getsockname()[1])
         path = _path_with(
-            tmp_path, {"npm": "exit 0", "node": None, "chromium": "exit 0", "wrk": "exit 0"}
+            tmp_path, {"npm": "exit 0", "node": node, "chromium": "exit 0", "wrk": "exit 0"}
         )
-        result = _run(path, "test", BREAKWATER_BOOTSTRAP_BROKER_PORT=port)
+        return _run(path, "test", BREAKWATER_BOOTSTRAP_BROKER_PORT=port)
+
+
+def test_with_everything_there_it_says_nothing(tmp_path: Path) -> None:
+    result = _test_with_a_broker(tmp_path, node=None)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
 
 
@@ -100,13 +105,6 @@ def test_a_node_too_old_for_the_asyncapi_tools_is_named_before_the_tests_fail(
 ) -> None:
     # A `node` that says it is 18 and fails the version check, as Node 18 does.
     fake = 'case "$1" in --version) echo v18.20.4 ;; *) exit 1 ;; esac'
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        port = str(listener.getsockname()[1])
-        path = _path_with(
-            tmp_path, {"npm": "exit 0", "node": fake, "chromium": "exit 0", "wrk": "exit 0"}
-        )
-        result = _run(path, "test", BREAKWATER_BOOTSTRAP_BROKER_PORT=port)
+    result = _test_with_a_broker(tmp_path, node=fake)
     assert result.returncode == 1
     assert result.stderr.startswith("bootstrap: Node.js v18.20.4 is older than 20.19")
