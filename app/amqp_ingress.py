@@ -38,10 +38,10 @@ from .amqp_decoding import undecodable
 from .catalog import Catalog, InvalidPayload
 from .catalog import Channel as EventChannel
 from .events import CONTENT_TYPE, ERROR_HEADER, SOURCE_QUEUE_HEADER, Event
+from .idempotency import IdempotentPublisher, KeyConflict
 from .inbound import InboundLink, SpecBroker
 from .link import redact
 from .outbound import Unroutable
-from .publisher import ResilientPublisher
 from .store import StoreError
 from .topology import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, inbound_queue_arguments
 
@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("breakwater.amqp")
 
+# How the dead-letter reason of a message that reuses a message_id for another body begins.
+IDEMPOTENCY_CONFLICT = "idempotency conflict:"
 # Back-off before a nacked message comes round again, so a full store is not a hot loop.
 REQUEUE_DELAY_S = 1.0
 
@@ -101,13 +103,14 @@ def inbound_queue(channel: EventChannel, *, single_active_consumer: bool = True)
 class AmqpIngress:
     """Forwards each delivery of the inbound queues."""
 
-    def __init__(self, publisher: ResilientPublisher, *, deadline_s: float) -> None:
+    def __init__(self, publisher: IdempotentPublisher, *, deadline_s: float) -> None:
         self._publisher = publisher
         self._deadline_s = deadline_s
         self.link: InboundLink | None = None
         self.on_rejected: Callable[[str, str], None] = lambda channel, reason: None
         self.on_accepted: Callable[[str, str], None] = lambda channel, outcome: None
         self.on_deprecated: Callable[[str], None] = lambda channel: None
+        self.on_repeat: Callable[[str, str], None] = lambda channel, ingress: None
 
     async def forward(
         self, channel: EventChannel, window: AckWindow, tag: int, message: DeliveredMessage
@@ -141,9 +144,17 @@ class AmqpIngress:
             message_id=properties.message_id,
             correlation_id=properties.correlation_id,
         )
-        # No await before this one: the publisher takes the events in delivery order.
+        # No await before this one: the publisher takes the events in delivery order. A message
+        # whose message_id is being forwarded right now (a producer's retried publish) waits for
+        # it, then is acked as a repeat.
         try:
-            outcome = await self._publisher.submit(event)
+            accepted = await self._publisher.submit(
+                event, keyed=properties.message_id is not None, in_flight="wait"
+            )
+        except KeyConflict as exc:
+            reason = f"{IDEMPOTENCY_CONFLICT} {exc.reason('message_id')}"
+            await self._dead_letter(channel, window, tag, message, reason, "idempotency_conflict")
+            return
         except Unroutable as exc:
             reason = f"unroutable: {exc}"
             await self._dead_letter(channel, window, tag, message, reason, "unroutable")
@@ -159,7 +170,10 @@ class AmqpIngress:
             await self._requeue_later(window, tag)
             return
         window.ack(tag)
-        self.on_accepted(channel.name, outcome)
+        if accepted.repeat:
+            self.on_repeat(channel.name, "amqp")
+            return
+        self.on_accepted(channel.name, accepted.outcome)
         if channel.deprecated:
             self.on_deprecated(channel.name)
 

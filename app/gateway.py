@@ -18,6 +18,7 @@ from .amqp_ingress import AmqpIngress, documented_broker
 from .breaker import Breaker, BreakerState
 from .catalog import Catalog
 from .http_api import HttpApi
+from .idempotency import IdempotentPublisher
 from .inbound import InboundLink
 from .link import redact
 from .metrics import UNKNOWN_CHANNEL, Metrics
@@ -65,6 +66,12 @@ class Gateway:
             deadline_s=settings.publish_timeout_s,
             observer=self.metrics,
         )
+        self.idempotent = IdempotentPublisher(
+            self.publisher,
+            self.store,
+            ttl_s=settings.idempotency_ttl_s,
+            max_keys=settings.idempotency_max_keys,
+        )
         self.replayer = Replayer(
             self.publisher,
             rate=settings.replay_rate,
@@ -78,7 +85,7 @@ class Gateway:
             settings.inbound_prefetch,
             single_active_consumer=settings.inbound_single_active_consumer,
         )
-        self.amqp = AmqpIngress(self.publisher, deadline_s=settings.publish_timeout_s)
+        self.amqp = AmqpIngress(self.idempotent, deadline_s=settings.publish_timeout_s)
         self.inbound_link = InboundLink(
             inbound_urls,
             self.amqp.forward,
@@ -93,7 +100,7 @@ class Gateway:
         self.http = HttpApi(
             settings,
             catalog,
-            self.publisher,
+            self.idempotent,
             self.readiness,
             self.metrics.registry,
             status=self.status,
@@ -104,7 +111,9 @@ class Gateway:
     def _count_events(self) -> None:
         self.metrics.watch(lambda: self.breaker.state, self.store.depth, self.store.used_bytes)
         self.metrics.watch_consumers(self.inbound_link.consumer_states)
+        self.metrics.watch_idempotency(self.idempotent.__len__, self.idempotent.oldest_age_s)
         for ingress in (self.http, self.amqp):
+            ingress.on_repeat = self.metrics.repeat
             ingress.on_accepted = self.metrics.event_accepted
             ingress.on_rejected = self.metrics.event_rejected
             ingress.on_deprecated = self.metrics.deprecated_event
@@ -183,6 +192,8 @@ class Gateway:
                 max_bytes=self.store.max_bytes,
                 writable=self.store.is_writable(),
                 oldest_age_s=(now - min(oldest.values())).total_seconds() if oldest else None,
+                idempotency_keys=len(self.idempotent) if self.idempotent.enabled else None,
+                idempotency_reach_s=self.idempotent.oldest_age_s(),
             ),
             replay=ReplayStatus(
                 configured_rate=self.replayer.rate,
@@ -219,6 +230,12 @@ class Gateway:
         except StoreError as exc:
             log.critical("cannot start: %s", exc)
             raise
+        try:
+            await self.idempotent.load()
+        except StoreError as exc:
+            await self.store.close()
+            log.critical("cannot start: %s", exc)
+            raise
         self.link.start()
         # A short head start for the outbound link: AMQP ingress starts consuming right after
         # this, and events taken before the link is up would all go the store-and-replay way.
@@ -227,10 +244,14 @@ class Gateway:
             await asyncio.wait_for(self.link.ever_connected.wait(), LINK_HEAD_START_S)
         self.inbound_link.start()
         self._tasks.append(asyncio.create_task(self.replayer.run(), name="replay"))
+        self._tasks.append(
+            asyncio.create_task(self.idempotent.run_expiry(), name="idempotency-expiry")
+        )
         log.info(
-            "breakwater ready: store %s (%d events waiting), outbound %s",
+            "breakwater ready: store %s (%d events waiting, %d idempotency keys), outbound %s",
             self.store.path,
             self.store.depth(),
+            len(self.idempotent),
             self.link.display_url,
         )
         try:
@@ -246,6 +267,7 @@ class Gateway:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await self.link.close()
+            await self.idempotent.keys_written()
             await self.store.close()
             log.info("breakwater stopped")
 

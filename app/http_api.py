@@ -23,8 +23,9 @@ from starlette.types import Receive, Scope, Send
 
 from .catalog import Catalog, InvalidPayload
 from .events import Event
+from .idempotency import IdempotentPublisher, KeyConflict, KeyInFlight
 from .outbound import Unroutable
-from .publisher import Outcome, ResilientPublisher
+from .publisher import Outcome
 from .settings import Settings
 from .status_page import StatusSnapshot, render
 from .store import StoreError, StoreFull
@@ -35,6 +36,8 @@ log = logging.getLogger("breakwater.http")
 _ID_PATTERN = re.compile(r"^[\x21-\x7e]{1,200}$")
 RETRY_AFTER_STORE_FULL_S = 30
 RETRY_AFTER_STORE_BROKEN_S = 5
+# Set on a 202 that answers a repeat of an earlier request's Idempotency-Key (nothing was published).
+REPLAYED_HEADER = "Idempotent-Replayed"
 # The status page has no scripts and only inline styles; forbid everything else.
 _STATUS_PAGE_HEADERS = {
     "Cache-Control": "no-store",
@@ -116,7 +119,7 @@ class HttpApi:
         self,
         settings: Settings,
         catalog: Catalog,
-        publisher: ResilientPublisher,
+        publisher: IdempotentPublisher,
         readiness: Callable[[], tuple[bool, dict[str, Any]]],
         registry: CollectorRegistry,
         *,
@@ -132,6 +135,7 @@ class HttpApi:
         self.on_accepted: Callable[[str, Outcome], None] = lambda channel, outcome: None
         self.on_rejected: Callable[[str, str], None] = lambda channel, reason: None
         self.on_deprecated: Callable[[str], None] = lambda channel: None
+        self.on_repeat: Callable[[str, str], None] = lambda channel, ingress: None
         self.app = Starlette(
             routes=[
                 Route("/v1/events/{channel}", self.post_event, methods=["POST"]),
@@ -196,7 +200,13 @@ class HttpApi:
             return _error(422, exc.errors)
         event = Event.accept(name, normalised, **ids)
         try:
-            outcome = await self._publisher.submit(event)
+            accepted = await self._publisher.submit(event, keyed=ids["message_id"] is not None)
+        except KeyConflict as exc:
+            self.on_rejected(name, "idempotency_conflict")
+            return _error(422, str(exc))
+        except KeyInFlight as exc:
+            self.on_rejected(name, "idempotency_in_flight")
+            return _error(409, str(exc), {"Retry-After": str(exc.retry_after_s)})
         except StoreFull as exc:
             self.on_rejected(name, "store_full")
             return _error(503, str(exc), {"Retry-After": str(RETRY_AFTER_STORE_FULL_S)})
@@ -206,14 +216,18 @@ class HttpApi:
         except Unroutable as exc:
             self.on_rejected(name, "unroutable")
             return _error(502, f"the broker could not route the event: {exc}")
-        self.on_accepted(name, outcome)
-        headers = None
+        headers: dict[str, str] = {}
+        if accepted.repeat:
+            self.on_repeat(name, "http")
+            headers[REPLAYED_HEADER] = "true"
+        else:
+            self.on_accepted(name, accepted.outcome)
         if channel.deprecated:
             # RFC 9745: the channel still works; the producer's tooling can see it is going away.
             self.on_deprecated(name)
-            headers = {"Deprecation": "true"}
+            headers["Deprecation"] = "true"
         return JSONResponse(
-            {"message_id": event.message_id, "status": outcome.value},
+            {"message_id": event.message_id, "status": accepted.outcome.value},
             status_code=202,
             headers=headers,
         )

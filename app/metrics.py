@@ -108,12 +108,31 @@ class Metrics:
             ["link", "kind", "name"],
             registry=self.registry,
         )
+        self.repeats = Counter(
+            "breakwater_idempotent_repeats",
+            "Events not published again because their key (HTTP `Idempotency-Key`, AMQP"
+            " `message_id`) was seen within the idempotency window, by channel and ingress.",
+            ["channel", "ingress"],
+            registry=self.registry,
+        )
+        self.idempotency_keys = Gauge(
+            "breakwater_idempotency_keys",
+            "Idempotency keys remembered (the window's size).",
+            registry=self.registry,
+        )
+        self.idempotency_window = Gauge(
+            "breakwater_idempotency_window_seconds",
+            "Age of the oldest remembered idempotency key: how far back repeats are recognised.",
+            registry=self.registry,
+        )
         self._consumers = ConsumerStates()
         self.registry.register(self._consumers)
         for channel in channels:
             for status in ("published", "stored"):
                 self.accepted.labels(channel, status)
             self.replayed.labels(channel)
+            for ingress in ("http", "amqp"):
+                self.repeats.labels(channel, ingress)
 
     def watch(
         self,
@@ -125,6 +144,13 @@ class Metrics:
         self.breaker_state.set_function(lambda: BREAKER_STATE_VALUES[breaker_state()])
         self.store_depth.set_function(store_depth)
         self.store_bytes.set_function(store_bytes)
+
+    def watch_idempotency(self, keys: Callable[[], int], window_s: Callable[[], float]) -> None:
+        self.idempotency_keys.set_function(keys)
+        self.idempotency_window.set_function(window_s)
+
+    def repeat(self, channel: str, ingress: str) -> None:
+        self.repeats.labels(channel, ingress).inc()
 
     def watch_consumers(self, states: Callable[[], Mapping[str, str]]) -> None:
         self._consumers.read = states

@@ -20,7 +20,7 @@ from typing import Protocol
 from .breaker import Breaker, CircuitOpenError
 from .events import DeliveryPath, Event
 from .outbound import BrokerUnavailable, OutboundLink
-from .store import FallbackStore
+from .store import FallbackStore, RememberedKey
 
 MAX_IN_FLIGHT = 256
 
@@ -96,9 +96,10 @@ class ResilientPublisher:
     def channel_has_backlog(self, channel: str) -> bool:
         return self._diverting[channel] > 0 or self.store.has_backlog(channel)
 
-    async def submit(self, event: Event) -> Outcome:
+    async def submit(self, event: Event, key: RememberedKey | None = None) -> Outcome:
         """Publish `event` or store it durably. Raises StoreError when neither is possible, and
-        `Unroutable` when the broker returned it."""
+        `Unroutable` when the broker returned it. A stored event's idempotency `key` is committed
+        with it (a published one's is the caller's to record)."""
         previous, mine = self._order.enter(event.channel)
         try:
             if not self.channel_has_backlog(event.channel) and self.breaker.allows():
@@ -108,7 +109,7 @@ class ResilientPublisher:
                     pass
                 else:
                     return Outcome.published
-            await self._store_in_order(event, previous, mine)
+            await self._store_in_order(event, previous, mine, key)
             return Outcome.stored
         finally:
             self._order.settle(event.channel, previous, mine)
@@ -135,13 +136,17 @@ class ResilientPublisher:
         self._observer.published(event.channel, time.perf_counter() - started, path)
 
     async def _store_in_order(
-        self, event: Event, previous: asyncio.Future[None] | None, mine: asyncio.Future[None]
+        self,
+        event: Event,
+        previous: asyncio.Future[None] | None,
+        mine: asyncio.Future[None],
+        key: RememberedKey | None,
     ) -> None:
         self._diverting[event.channel] += 1
         try:
             if previous is not None:
                 await asyncio.shield(previous)
-            committed = self.store.put_nowait(event)
+            committed = self.store.put_nowait(event, key)
             # The store's order is fixed once the event is queued: the next event of the channel
             # may queue behind it now, and both ride in one group commit instead of one fsync each.
             self._order.settle(event.channel, None, mine)

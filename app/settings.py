@@ -129,6 +129,23 @@ class Settings(BaseSettings):
             " channel, no order across replicas)."
         ),
     )
+    idempotency_ttl_s: float = Field(
+        default=86_400.0,
+        ge=0,
+        description=(
+            "How long an `Idempotency-Key` (or an inbound `message_id`) is remembered: a repeat"
+            " within it is answered with the first event's outcome and not published again."
+            " 0 turns the window off. Per replica, kept in the store's file."
+        ),
+    )
+    idempotency_max_keys: int = Field(
+        default=100_000,
+        ge=1,
+        description=(
+            "Most keys remembered (the oldest go first when more arrive): about 35 MB of memory"
+            " per 100,000 keys. The window is whichever is shorter, the TTL or the newest this many."
+        ),
+    )
     shutdown_grace_s: float = Field(
         default=20.0, gt=0, description="How long SIGTERM waits for in-flight work to finish."
     )

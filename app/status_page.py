@@ -73,6 +73,9 @@ class StoreStatus:
     max_bytes: int
     writable: bool
     oldest_age_s: float | None
+    # Remembered idempotency keys and the age of the oldest; None: the window is turned off.
+    idempotency_keys: int | None = None
+    idempotency_reach_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,9 +317,20 @@ def _store_card(snapshot: StatusSnapshot) -> str:
         + f'<div class="bar"><div class="{fill_tone.value}" style="width:{share * 100:.2f}%">'
         "</div></div>"
         + _fact("File", f"<code>{escape(store.path)}</code> {writable}")
+        + _fact("Idempotency keys", _idempotency(store), "store-keys")
         + "</div></div>"
     )
     return _card("Fallback store", body, wide=True)
+
+
+def _idempotency(store: StoreStatus) -> str:
+    if store.idempotency_keys is None:
+        return "off"
+    count = escape(format_count(store.idempotency_keys))
+    if not store.idempotency_keys:
+        return count
+    reach = escape(format_duration(store.idempotency_reach_s))
+    return f"{count} <small>(repeats recognised back {reach})</small>"
 
 
 def _topology_card(snapshot: StatusSnapshot) -> str:

@@ -29,10 +29,17 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from yarl import URL
 
 from .. import __version__
-from ..amqp_ingress import DEAD_LETTER, REQUEUE_DELAY_S, documented_broker, inbound_queue
+from ..amqp_ingress import (
+    DEAD_LETTER,
+    IDEMPOTENCY_CONFLICT,
+    REQUEUE_DELAY_S,
+    documented_broker,
+    inbound_queue,
+)
 from ..catalog import Catalog, Channel, InvalidPayload
 from ..catalog.payload import MAX_REASON_TEXT
 from ..events import CONTENT_TYPE, ERROR_HEADER, PATH_HEADER, SOURCE_QUEUE_HEADER, DeliveryPath
+from ..idempotency import KEY_WRITE_DELAY_S
 from ..settings import Settings
 from ..topology import (
     DEAD_LETTER_EXCHANGE,
@@ -55,6 +62,37 @@ PATH_DESCRIPTION = (
     "; ".join(f"`{path.value}`: {meaning}" for path, meaning in PATH_MEANINGS.items()) + "."
 )
 
+
+def setting_name(field: str) -> str:
+    """The environment variable of a setting: `BREAKWATER_IDEMPOTENCY_TTL_S`."""
+    assert field in Settings.model_fields, field
+    return (str(Settings.model_config.get("env_prefix", "")) + field).upper()
+
+
+def setting_default(field: str) -> Any:
+    return Settings.model_fields[field].default
+
+
+def duration(seconds: float) -> str:
+    """`86400 s = 24 h`: a default as the setting takes it and as people read it."""
+    hours = seconds / 3600
+    return f"{seconds:g} s = {hours:g} h" if hours >= 1 and hours.is_integer() else f"{seconds:g} s"
+
+
+IDEMPOTENCY_TTL_SETTING = setting_name("idempotency_ttl_s")
+# The idempotency window, as the documents name it.
+IDEMPOTENCY_WINDOW = (
+    f"`{IDEMPOTENCY_TTL_SETTING}`, by default {duration(setting_default('idempotency_ttl_s'))}"
+)
+# How `amqp_ingress` begins the reason of a dead-lettered reuse of a `message_id`.
+# Why consumers deduplicate by `message_id` although the gateway does not publish repeats.
+REPUBLISHED = (
+    "a retry that reaches another replica of the gateway, one after the window, or one after a"
+    " crash before its key was written (a published event's key is written at most"
+    f" {round(KEY_WRITE_DELAY_S * 1000)} ms after its answer or ack) is published again, with the"
+    " same `message_id`"
+)
+
 # The envelope of every event on `breakwater.events`: (name, where it travels, what it means).
 ENVELOPE: tuple[tuple[str, str, str], ...] = (
     (
@@ -62,7 +100,8 @@ ENVELOPE: tuple[tuple[str, str, str], ...] = (
         "AMQP property",
         "The event's identity: the `Idempotency-Key` request header or the inbound message's"
         " `message_id` when given, else generated (32 hex digits, ordered by time). Retries and"
-        " replays keep it, so **deduplicate by `message_id`**.",
+        " replays keep it. The gateway does not publish a repeat of a key within its idempotency"
+        f" window (per replica), but {REPUBLISHED}: **deduplicate by `message_id`**.",
     ),
     (
         "correlation_id",
@@ -105,8 +144,14 @@ once it is back.
 
 ## Delivery guarantees
 - **At-least-once.** An accepted event is never lost and never silently dropped, but it may \
-arrive more than once (after a retry, or a replay after an outage). Duplicates carry the same \
-`message_id`: **consumers deduplicate by `message_id`**.
+arrive more than once (after a producer's retry, or a replay after an outage). Duplicates carry \
+the same `message_id`: **consumers deduplicate by `message_id`**.
+- **A producer's retry is not published twice, within a window, per replica.** A request \
+repeating an `Idempotency-Key` (HTTP), or an inbound message repeating a `message_id` (AMQP; \
+the two share one set of keys), that this gateway replica accepted within its idempotency window \
+({IDEMPOTENCY_WINDOW}) is not published again. That narrows duplicates; it does not end them: \
+{REPUBLISHED}, and a replay may publish an event twice (a confirm lost with the connection). \
+Consumers still deduplicate by `message_id`.
 - **Order per channel.** Events of one channel reach `{EVENTS_EXCHANGE}` in the order they were \
 accepted, across outages. There is no order between channels.
 - Every event is persistent, publisher-confirmed and published `mandatory`. An event no queue is \
@@ -126,12 +171,18 @@ makes the gateway refuse events nobody is bound for instead of parking them (it 
 `{{"message_id": "…", "status": "published" | "stored"}}`: `published` when the broker confirmed \
 it, `stored` when it is durably in the fallback store and will be replayed. Request headers: \
 `Idempotency-Key` (becomes `message_id`), `X-Correlation-Id` (becomes `correlation_id`), \
-`Authorization: Bearer <token>` when tokens are configured. Errors: `404` unknown channel, `422` \
-invalid payload, `413` body too large, `401` missing or wrong token, `503` with `Retry-After` \
-when neither the broker nor the store can take the event.
+`Authorization: Bearer <token>` when tokens are configured. A repeat of an `Idempotency-Key` \
+within the window is answered `202` with the first request's `message_id` and `status` and \
+`Idempotent-Replayed: true`, and not published again. Errors: `404` unknown channel, `422` \
+invalid payload or an `Idempotency-Key` already used for another body or channel, `409` with \
+`Retry-After` while the first request with the key is still in flight, `413` body too large, \
+`401` missing or wrong token, `503` with `Retry-After` when neither the broker nor the store can \
+take the event. The OpenAPI document (`/docs/openapi`) has every answer.
 - **AMQP:** publish the JSON payload to the queue `breakwater.in.<channel>` (each `receive` \
 operation below). A message is acked once its event is published or stored; an invalid one is \
-moved to `{DEAD_LETTER_QUEUE}` with the reason in `{ERROR_HEADER}`.
+moved to `{DEAD_LETTER_QUEUE}` with the reason in `{ERROR_HEADER}`. A message whose `message_id` \
+this replica accepted within the window is acked without a second publish; one that reuses such a \
+`message_id` for another body is dead-lettered (`{ERROR_HEADER}: {IDEMPOTENCY_CONFLICT} …`).
 
 ## Envelope
 {_envelope_table()}
@@ -376,7 +427,9 @@ def _complete_outbound(
         f"The gateway publishes every accepted `{channel.name}` event to `{EVENTS_EXCHANGE}` with"
         f" routing key `{channel.name}`: persistent, publisher-confirmed and `mandatory`. Bind a"
         f" queue with binding key `{channel.name}` to receive them. At-least-once: deduplicate by"
-        f" `message_id`. Events of this channel arrive in the order they were accepted.",
+        f" `message_id` (the gateway does not publish a producer's repeat within its idempotency"
+        f" window, per replica; {REPUBLISHED}). Events of this channel arrive in the order they"
+        f" were accepted.",
     )
     _mark_deprecated(operation, channel)
     operation["bindings"]["amqp"]["timestamp"] = True
@@ -449,7 +502,14 @@ def _complete_inbound(
         f" published (confirmed) or durably stored. When neither the broker nor the store can"
         f" take it, the message is requeued after {REQUEUE_DELAY_S:g} s. An invalid message is"
         f" moved to `{DEAD_LETTER_QUEUE}` with the reason in `{ERROR_HEADER}`; a valid message"
-        f" is never dead-lettered, however long an outage lasts.",
+        f" is never dead-lettered for an outage, however long it lasts.\n\n"
+        f"A message with a `message_id` that this replica accepted within its idempotency window"
+        f" ({IDEMPOTENCY_WINDOW}; HTTP's `Idempotency-Key`s count too), with the same body once"
+        f" normalised, is a repeat (a producer's retried publish, a redelivery): it is acked"
+        f" without a second publish (while the first is still being forwarded, it waits for it)."
+        f" One that reuses such a `message_id` for another body, or on another channel, is"
+        f" dead-lettered with `{ERROR_HEADER}: {IDEMPOTENCY_CONFLICT} …`. The window is per"
+        f" replica, so consumers still deduplicate by `message_id`: {REPUBLISHED}.",
     )
     _replace_message(
         doc,
@@ -459,9 +519,10 @@ def _complete_inbound(
         summary=channel.summary,
         description=(
             f"The payload of one `{channel.name}` event as JSON; no envelope is needed. Optional"
-            f" AMQP properties: `message_id` becomes the event's `message_id` (set it to let"
-            f" consumers deduplicate retries), `correlation_id` is kept; both are generated when"
-            f" absent."
+            f" AMQP properties: `message_id` becomes the event's `message_id` (keep it when"
+            f" retrying a publish: a repeat within the gateway's idempotency window is acked, not"
+            f" published again, and consumers deduplicate by it; a new event needs a new one),"
+            f" `correlation_id` is kept; both are generated when absent."
         ),
         correlationId={
             "description": "The AMQP `correlation_id` property, kept on the outbound event.",
@@ -486,7 +547,9 @@ def _complete_dead_letter(doc: dict[str, Any], key: str, catalog: Sequence[Chann
     operation["summary"] = "Inbound messages the gateway rejected."
     operation["description"] = (
         f"The gateway copies every inbound message it rejects (not JSON, not matching its"
-        f" channel's schema, or unroutable) to the fanout exchange `{DEAD_LETTER_EXCHANGE}`, with"
+        f" channel's schema, unroutable, or reusing a `message_id` of the idempotency window for"
+        f" another body: `{IDEMPOTENCY_CONFLICT} …`) to the fanout exchange"
+        f" `{DEAD_LETTER_EXCHANGE}`, with"
         f" the inbound queue's name as routing key and the reason in `{ERROR_HEADER}`, then acks"
         f" the original. `{DEAD_LETTER_EXCHANGE}` is bound to `{DEAD_LETTER_QUEUE}`."
     )
@@ -514,7 +577,8 @@ def _complete_dead_letter(doc: dict[str, Any], key: str, catalog: Sequence[Chann
                     "maxLength": MAX_REASON_TEXT,
                     "description": "Why the gateway rejected the message, e.g. each error with"
                     " the JSON Pointer of its place in the payload (`/items/0/quantity: message;"
-                    " …`).",
+                    f" …`), or `{IDEMPOTENCY_CONFLICT} …` for a `message_id` already used for"
+                    " another body.",
                 },
                 SOURCE_QUEUE_HEADER: {
                     "type": "string",

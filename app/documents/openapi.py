@@ -20,10 +20,16 @@ from .. import __version__
 from ..breaker import BreakerState
 from ..catalog import Catalog, Channel
 from ..catalog.channel import MAX_NAME_LENGTH, NAME_PATTERN, title_of
-from ..http_api import _ID_PATTERN, RETRY_AFTER_STORE_BROKEN_S, RETRY_AFTER_STORE_FULL_S
+from ..http_api import (
+    _ID_PATTERN,
+    REPLAYED_HEADER,
+    RETRY_AFTER_STORE_BROKEN_S,
+    RETRY_AFTER_STORE_FULL_S,
+)
+from ..idempotency import KEY_WRITE_DELAY_S, RETRY_AFTER_IN_FLIGHT_S, KeyConflict, KeyInFlight
 from ..publisher import Outcome
 from ..settings import Settings
-from .asyncapi import payload_schemas
+from .asyncapi import duration, payload_schemas, setting_default, setting_name
 
 OPENAPI_VERSION = "3.1.0"
 TITLE = "Breakwater HTTP ingress"
@@ -33,15 +39,51 @@ BEARER = "bearerAuth"
 IDEMPOTENCY_KEY = "Idempotency-Key"
 CORRELATION_ID = "X-Correlation-ID"
 
-DESCRIPTION = """\
+TTL_SETTING = setting_name("idempotency_ttl_s")
+MAX_KEYS_SETTING = setting_name("idempotency_max_keys")
+IDEMPOTENCY_WINDOW = (
+    f"The idempotency window: `{TTL_SETTING}` (by default"
+    f" {duration(setting_default('idempotency_ttl_s'))}, counted from the first request; `0` turns"
+    f" it off), and at most the newest `{MAX_KEYS_SETTING}` keys (by default"
+    f" {setting_default('idempotency_max_keys'):,})."
+)
+
+# What a request with an `Idempotency-Key` is answered, in the API description and the header's.
+IDEMPOTENCY = f"""\
+The key becomes the event's `message_id`. A request repeating a key that this gateway replica \
+has already taken (accepted within its idempotency window, or still being published or stored) \
+is:
+
+- with the same channel and the same body (once validated and normalised: key order and spacing \
+do not matter; `{CORRELATION_ID}` is not compared), the first accepted: answered `202` with the \
+first request's `message_id` and `status` (as first answered: `stored` stays `stored` after its \
+replay) and the header `{REPLAYED_HEADER}: true`. Nothing is published again;
+- with the same channel and body, the first still in flight: answered `409` with \
+`Retry-After: {RETRY_AFTER_IN_FLIGHT_S}`; retry then to get the first request's outcome;
+- with another channel or another body: refused `422` (`detail` names the key). Keys are global \
+to the replica, whatever the channel; a new event needs a new key.
+
+{IDEMPOTENCY_WINDOW} A key is remembered once its event is accepted (published or \
+stored), in the store's file: a restart does not forget it. A request refused for its own reasons \
+(`503`, `502`, an invalid payload) leaves no key: its retry is handled as new. Beyond that, \
+delivery stays at-least-once, with the same `message_id`: the window is **per replica** (a retry \
+that reaches another replica is published again), a retry after the window is published again, \
+and a crash before the key is written (a published event's key is written at most \
+{round(KEY_WRITE_DELAY_S * 1000)} ms after its answer) loses the key, not the event (the retry is published again). Consumers therefore still deduplicate by `message_id`."""
+
+DESCRIPTION = f"""\
 Producers hand Breakwater typed events over HTTP: `POST /v1/events/<channel>` with the JSON \
 payload as the body. The gateway validates it against the channel's schema and publishes it to \
 RabbitMQ (answer `202`, `status: published`), or, while the broker is unreachable, stores it \
 durably and replays it later (`202`, `status: stored`). Either way the event is accepted: it is \
 delivered at least once, in acceptance order per channel.
 
-Retrying is safe: send the same `Idempotency-Key` and consumers see the same `message_id` (they \
-deduplicate by it). Retry a `503` after its `Retry-After`; never retry a `4xx` unchanged.
+## Retries and `{IDEMPOTENCY_KEY}`
+
+Retrying is safe: send the same `{IDEMPOTENCY_KEY}` (semantics of the IETF HTTP APIs draft \
+`draft-ietf-httpapi-idempotency-key-header`). {IDEMPOTENCY}
+
+Retry a `503` or a `409` after its `Retry-After`; never retry another `4xx` unchanged.
 
 The AsyncAPI document (`/docs/asyncapi`) describes the same channels as consumers receive them.
 """
@@ -52,11 +94,19 @@ ERRORS: dict[str, str] = {
     " (only when the gateway has `BREAKWATER_API_TOKENS`). Checked before anything else.",
     "404": "No channel of this name in the gateway's catalog (`detail` lists the known ones),"
     " or no such path.",
+    "409": f"A request with the same `{IDEMPOTENCY_KEY}` (same channel and body) is still being"
+    " published or stored: nothing was done for this one. Retry after `Retry-After` seconds"
+    f" ({RETRY_AFTER_IN_FLIGHT_S}) to get the first request's outcome: `202` with"
+    f" `{REPLAYED_HEADER}: true` once it was accepted; if it was refused instead, the retry is"
+    " handled as a new request.",
     "413": "The body is larger than `BREAKWATER_MAX_BODY_BYTES`. The gateway closes the"
     " connection after answering.",
     "422": "The body is not a valid payload of the channel (`detail`: every error, each with"
-    " the JSON Pointer of its place in the payload), or `Idempotency-Key` / `X-Correlation-ID`"
-    " is not 1-200 printable ASCII characters (`detail`: a string).",
+    f" the JSON Pointer of its place in the payload); or `{IDEMPOTENCY_KEY}` /"
+    f" `{CORRELATION_ID}` is not 1-200 printable ASCII characters (`detail`: a string); or the"
+    f" `{IDEMPOTENCY_KEY}` was already used, within the idempotency window or by a request still"
+    " in flight, for another channel or another body (`detail`: a sentence naming the key):"
+    " nothing was published; a retry must repeat the first request, a new event needs a new key.",
     "502": "The broker refused to route the event (the events exchange lost its alternate"
     " exchange): not retried by the gateway, the event was not accepted.",
     "503": "Neither the broker nor the fallback store can take the event (the store is full, or"
@@ -158,29 +208,56 @@ def _json(ref: str, **extra: Any) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": {"$ref": SCHEMAS + ref}}}, **extra}
 
 
-def _error(status: str, *, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+def _error(
+    status: str,
+    *,
+    headers: dict[str, Any] | None = None,
+    examples: dict[str, tuple[str, str]] | None = None,
+) -> dict[str, Any]:
+    """An error response; `examples`: name -> (summary, `detail`)."""
     response = {"description": ERRORS[status], **_json("Error")}
+    if examples:
+        response["content"]["application/json"]["examples"] = {
+            name: {"summary": summary, "value": {"detail": detail}}
+            for name, (summary, detail) in examples.items()
+        }
     if headers:
         response["headers"] = headers
     return response
 
 
-def _header(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "required": True, "schema": schema}
+def _header(schema: dict[str, Any], description: str, *, required: bool = True) -> dict[str, Any]:
+    return {"description": description, "required": required, "schema": schema}
+
+
+# The sentences the gateway answers, for an example key: what `app.idempotency` raises.
+EXAMPLE_KEY = "order-1234-attempt"
+IN_FLIGHT_EXAMPLE = str(KeyInFlight(EXAMPLE_KEY))
+CONFLICT_EXAMPLE = str(KeyConflict(EXAMPLE_KEY, "orders.created", "orders.created"))
 
 
 def _event_responses(channel: Channel | None) -> dict[str, Any]:
     accepted: dict[str, Any] = {
-        "description": "Accepted: published, or stored to be replayed (`status`).",
+        "description": "Accepted: published, or stored to be replayed (`status`). With"
+        f" `{REPLAYED_HEADER}: true`, the answer to a repeat of an earlier request's"
+        f" `{IDEMPOTENCY_KEY}` within the idempotency window: that request's `message_id` and"
+        " `status`, and nothing was published again.",
         **_json("Accepted"),
+        "headers": {
+            REPLAYED_HEADER: _header(
+                {"type": "string", "enum": ["true"]},
+                f"Only on the answer to a repeat of an `{IDEMPOTENCY_KEY}` this replica accepted"
+                " within its idempotency window: the body is the first request's `message_id` and"
+                " `status`; nothing was published again. Absent on a first request.",
+                required=False,
+            )
+        },
     }
     if channel is not None and channel.deprecated:
-        accepted["headers"] = {
-            "Deprecation": _header(
-                {"type": "string", "enum": ["true"]},
-                "The channel is deprecated (RFC 9745): still accepted; plan to move off it.",
-            )
-        }
+        accepted["headers"]["Deprecation"] = _header(
+            {"type": "string", "enum": ["true"]},
+            "The channel is deprecated (RFC 9745): still accepted; plan to move off it.",
+        )
     retry_after = _header({"type": "integer", "minimum": 1}, "Seconds to wait before retrying.")
     responses = {
         "202": accepted,
@@ -189,11 +266,29 @@ def _event_responses(channel: Channel | None) -> dict[str, Any]:
             headers={"WWW-Authenticate": _header({"type": "string"}, "`Bearer`.")},
         ),
         "404": _error("404"),
+        "409": _error(
+            "409",
+            headers={
+                "Retry-After": _header(
+                    {"type": "integer", "minimum": 1},
+                    f"Seconds to wait before retrying ({RETRY_AFTER_IN_FLIGHT_S}).",
+                )
+            },
+            examples={"keyInFlight": ("The first request is still in flight.", IN_FLIGHT_EXAMPLE)},
+        ),
         "413": _error(
             "413",
             headers={"Connection": _header({"type": "string", "enum": ["close"]}, "`close`.")},
         ),
-        "422": _error("422"),
+        "422": _error(
+            "422",
+            examples={
+                "idempotencyConflict": (
+                    f"The `{IDEMPOTENCY_KEY}` was used for another body.",
+                    CONFLICT_EXAMPLE,
+                )
+            },
+        ),
         "502": _error("502"),
         "503": _error("503", headers={"Retry-After": retry_after}),
     }
@@ -209,9 +304,12 @@ def _id_headers() -> list[dict[str, Any]]:
             "name": IDEMPOTENCY_KEY,
             "in": "header",
             "required": False,
+            "description": "Send the same key when retrying the same event; a new event needs a"
+            " new key. Without it the event gets a new `message_id` (32 hex digits) and every"
+            f" request is a new event.\n\n{IDEMPOTENCY}",
             "schema": _id_schema(
-                "Becomes the event's `message_id`. Send the same key when retrying: consumers"
-                " deduplicate by `message_id`. Default: a new id (32 hex digits)."
+                "Becomes the event's `message_id`; a repeat within the idempotency window is not"
+                " published again."
             ),
         },
         {

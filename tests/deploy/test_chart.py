@@ -1279,6 +1279,8 @@ def exported_series() -> dict[str, tuple[str, frozenset[str]]]:
     metrics.event_rejected("orders", "invalid_payload")
     metrics.event_replayed("orders")
     metrics.deprecated_event("orders")
+    metrics.repeat("orders", "http")
+    metrics.watch_idempotency(lambda: 0, lambda: 0.0)
     metrics.watch_consumers(lambda: {"breakwater.in.orders": "active"})
     metrics.topology("outbound", [Mismatch("exchange", "breakwater.events", "differs", "costs")])
     for path in DeliveryPath:

@@ -33,6 +33,7 @@ class GatewayProcess:
             **env,
         }
         self.log_path = log_path
+        self.command = [sys.executable, "-m", "app"]  # how users start it
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -41,9 +42,7 @@ class GatewayProcess:
 
     def start(self, timeout: float = 20.0, wait_connected: bool = True) -> GatewayProcess:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app"], cwd=ROOT, env=self.env, stdout=log, stderr=log
-        )
+        self.proc = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -798,6 +798,11 @@ def running_rig(tmp: Path, **env: str) -> Iterator[Rig]:
                 "BREAKWATER_BROKER_URL": url,
                 "BREAKWATER_STORE_PATH": str(tmp / "store.db"),
                 "BREAKWATER_MAX_BODY_BYTES": str(BODY_LIMIT),
+                # Hypothesis draws the same ids again and again (shrinking, small examples): with
+                # the idempotency window on, a later example would be a repeat or a conflict of an
+                # earlier one. Every example here is judged on its own; the window has its own
+                # tests (test_idempotency.py).
+                "BREAKWATER_IDEMPOTENCY_TTL_S": "0",
                 **env,
             },
             tmp / "gateway.log",

@@ -291,6 +291,46 @@ def test_info_states_the_guarantees_and_the_http_ingress(document: dict[str, Any
         assert promise in info
 
 
+def test_the_idempotency_window_is_stated_and_why_consumers_still_deduplicate(
+    document: dict[str, Any],
+) -> None:
+    info = document["info"]["description"]
+    for promise in (
+        "is not published again",
+        "per replica",
+        "`BREAKWATER_IDEMPOTENCY_TTL_S`, by default 86400 s = 24 h",
+        spec.REPUBLISHED,  # another replica, after the window, a crash before the key's commit
+        "Consumers still deduplicate by `message_id`",
+        "`Idempotent-Replayed: true`",  # the HTTP answer to a repeat
+        "`409` with `Retry-After`",
+        f"`{ERROR_HEADER}: {spec.IDEMPOTENCY_CONFLICT} …`",  # AMQP: a reused message_id
+    ):
+        assert promise in info, promise
+    assert Settings.model_fields["idempotency_ttl_s"].default == 86_400
+    [message_id] = [meaning for name, _, meaning in spec.ENVELOPE if name == "message_id"]
+    assert "per replica" in message_id
+    assert spec.REPUBLISHED in message_id
+    for key in _channels_on(document, exchange=EVENTS_EXCHANGE).values():
+        assert spec.REPUBLISHED in operation_of(document, key)["description"]
+
+
+def test_inbound_repeats_are_acked_and_reused_message_ids_dead_lettered(
+    document: dict[str, Any],
+) -> None:
+    for channel in CATALOG:
+        [key] = _channels_on(document, queue=channel.inbound_queue).values()
+        description = operation_of(document, key)["description"]
+        assert "acked without a second publish" in description
+        assert f"`{ERROR_HEADER}: {spec.IDEMPOTENCY_CONFLICT} …`" in description
+        assert "per replica" in description
+        assert "deduplicate by `message_id`" in description
+        assert "idempotency window" in _message(document, key)["description"]
+    [dead] = _channels_on(document, exchange=DEAD_LETTER_EXCHANGE).values()
+    assert spec.IDEMPOTENCY_CONFLICT in operation_of(document, dead)["description"]
+    error = _message(document, dead)["headers"]["properties"][ERROR_HEADER]
+    assert spec.IDEMPOTENCY_CONFLICT in error["description"]
+
+
 def test_servers_name_the_default_broker_without_credentials(document: dict[str, Any]) -> None:
     assert set(document["servers"]) == {"outbound", "inbound"}
     for server in document["servers"].values():

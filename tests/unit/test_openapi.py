@@ -11,14 +11,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema_rs
 import pytest
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation import OpenAPIV31SpecValidator
+from prometheus_client import CollectorRegistry
 
 from app.catalog import Catalog, Channel, InvalidPayload
 from app.catalog.default import DEFAULT_CATALOG
 from app.documents import openapi, pages
+from app.events import Event
+from app.http_api import REPLAYED_HEADER, HttpApi
+from app.idempotency import RETRY_AFTER_IN_FLIGHT_S, Accepted, KeyConflict, KeyInFlight
+from app.publisher import Outcome
+from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "openapi.json"
@@ -97,8 +104,9 @@ def test_one_operation_per_channel_with_ids_headers_and_every_answer() -> None:
         assert operation["summary"] == channel.summary
         headers = {p["name"] for p in operation["parameters"] if p["in"] == "header"}
         assert headers == {"Idempotency-Key", "X-Correlation-ID"}
-        assert set(operation["responses"]) == {"202", "401", "413", "422", "502", "503"}
+        assert set(operation["responses"]) == {"202", "401", "409", "413", "422", "502", "503"}
         assert "Retry-After" in operation["responses"]["503"]["headers"]
+        assert operation["responses"]["409"]["headers"]["Retry-After"]["required"] is True
         assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
         assert "deprecated" not in operation
     generic = doc["paths"]["/v1/events/{channel}"]["post"]
@@ -162,7 +170,162 @@ def test_a_json_schema_channel_is_documented_as_its_schema_and_deprecation_is_sh
     assert old["description"].startswith("**Deprecated:**")
     deprecation = old["responses"]["202"]["headers"]["Deprecation"]
     assert deprecation["required"] is True
-    assert "headers" not in current["responses"]["202"]
+    assert "Deprecation" not in current["responses"]["202"]["headers"]
+    # A repeat on a deprecated channel has both headers.
+    assert set(old["responses"]["202"]["headers"]) == {"Deprecation", REPLAYED_HEADER}
+
+
+# --- Idempotency-Key -------------------------------------------------------------------------
+
+
+def test_the_idempotency_key_semantics_are_in_the_api_and_the_header_description() -> None:
+    doc = openapi.document(DEFAULT_CATALOG)
+    [header] = [
+        p
+        for p in doc["paths"]["/v1/events/orders.created"]["post"]["parameters"]
+        if p["name"] == "Idempotency-Key"
+    ]
+    for text in (doc["info"]["description"], header["description"]):
+        for promise in (
+            f"`{REPLAYED_HEADER}: true`",  # a repeat: the first answer, nothing published
+            "Nothing is published again",
+            "`422`",  # another body or channel
+            f"`409` with `Retry-After: {RETRY_AFTER_IN_FLIGHT_S}`",  # in flight
+            "**per replica**",
+            "at-least-once",
+            "crash before the key is written",
+            "`BREAKWATER_IDEMPOTENCY_TTL_S` (by default 86400 s = 24 h",
+            "`BREAKWATER_IDEMPOTENCY_MAX_KEYS`",
+            "deduplicate by `message_id`",
+        ):
+            assert promise in text, promise
+    # The settings named are the gateway's, with the defaults said.
+    assert Settings.model_fields["idempotency_ttl_s"].default == 86_400
+    assert f"{Settings.model_fields['idempotency_max_keys'].default:,}" in header["description"]
+    assert "Retries and `Idempotency-Key`" in doc["info"]["description"]
+
+
+def test_the_replayed_header_409_and_the_conflict_are_documented_on_every_event_operation() -> None:
+    doc = openapi.document(SHIPMENTS)
+    for path in (*(f"/v1/events/{name}" for name in SHIPMENTS), "/v1/events/{channel}"):
+        responses = doc["paths"][path]["post"]["responses"]
+        replayed = responses["202"]["headers"][REPLAYED_HEADER]
+        assert replayed["required"] is False  # absent on a first request
+        assert replayed["schema"] == {"type": "string", "enum": ["true"]}
+        conflict = responses["409"]
+        assert conflict["headers"]["Retry-After"]["schema"]["type"] == "integer"
+        assert conflict["content"]["application/json"]["schema"] == {
+            "$ref": openapi.SCHEMAS + "Error"
+        }
+        assert "Idempotency-Key" in responses["422"]["description"]
+        assert "another body" in responses["422"]["description"]
+
+
+class _StubPublisher:
+    """Answers every `submit` with `answer` (or raises it), and records what it was given."""
+
+    def __init__(self, answer: Accepted | Exception) -> None:
+        self.answer = answer
+        self.keyed: list[bool] = []
+
+    async def submit(self, event: Event, *, keyed: bool, in_flight: str = "refuse") -> Accepted:
+        self.keyed.append(keyed)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+async def _post(
+    answer: Accepted | Exception, tmp_path: Path, channel: str = "orders.created"
+) -> tuple[httpx.Response, _StubPublisher]:
+    publisher = _StubPublisher(answer)
+    api = HttpApi(
+        Settings(_env_file=None, store_path=tmp_path / "store.db"),
+        DEFAULT_CATALOG,
+        publisher,  # type: ignore[arg-type]
+        lambda: (True, {}),
+        CollectorRegistry(),
+        status=lambda: pytest.fail("the status page is not asked for"),
+    )
+    transport = httpx.ASGITransport(app=api.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        response = await client.post(
+            f"/v1/events/{channel}",
+            json=DEFAULT_CATALOG[channel].example,
+            headers={"Idempotency-Key": openapi.EXAMPLE_KEY},
+        )
+    return response, publisher
+
+
+def assert_documented(doc: dict[str, Any], path: str, response: httpx.Response) -> dict[str, Any]:
+    """The answer is one the operation documents: its status, its required headers, every
+    documented header's value and its body by their schemas. Returns the documented response."""
+    documented: dict[str, Any] = doc["paths"][path]["post"]["responses"][str(response.status_code)]
+    for name, header in documented.get("headers", {}).items():
+        if header["required"]:
+            assert name in response.headers, name
+        if name in response.headers:
+            value: Any = response.headers[name]
+            if header["schema"]["type"] == "integer":
+                value = int(value)
+            assert jsonschema_rs.validator_for(header["schema"]).is_valid(value), (name, value)
+    [(media, content)] = documented["content"].items()
+    assert response.headers["content-type"].startswith(media)
+    schema = {**content["schema"], "components": doc["components"]}
+    jsonschema_rs.validator_for(schema).validate(response.json())
+    return documented
+
+
+@pytest.mark.parametrize("outcome", list(Outcome))
+async def test_a_repeat_is_answered_as_documented(outcome: Outcome, tmp_path: Path) -> None:
+    doc = openapi.document(DEFAULT_CATALOG)
+    response, publisher = await _post(Accepted(outcome, repeat=True), tmp_path)
+
+    assert response.status_code == 202
+    assert response.headers[REPLAYED_HEADER] == "true"
+    assert response.json() == {"message_id": openapi.EXAMPLE_KEY, "status": outcome.value}
+    assert_documented(doc, "/v1/events/orders.created", response)
+    assert publisher.keyed == [True]
+
+
+async def test_a_first_request_has_no_replayed_header(tmp_path: Path) -> None:
+    doc = openapi.document(DEFAULT_CATALOG)
+    response, _ = await _post(Accepted(Outcome.published), tmp_path)
+
+    assert response.status_code == 202
+    assert REPLAYED_HEADER not in response.headers
+    assert_documented(doc, "/v1/events/orders.created", response)
+
+
+@pytest.mark.parametrize(
+    ("refusal", "status", "example"),
+    [
+        (KeyInFlight(openapi.EXAMPLE_KEY), 409, "keyInFlight"),
+        (
+            KeyConflict(openapi.EXAMPLE_KEY, "orders.created", "orders.created"),
+            422,
+            "idempotencyConflict",
+        ),
+        (KeyConflict(openapi.EXAMPLE_KEY, "payments.captured", "orders.created"), 422, None),
+    ],
+    ids=["in-flight", "conflict-same-channel", "conflict-other-channel"],
+)
+async def test_a_key_in_flight_or_in_conflict_is_refused_as_documented(
+    refusal: Exception, status: int, example: str | None, tmp_path: Path
+) -> None:
+    doc = openapi.document(DEFAULT_CATALOG)
+    response, _ = await _post(refusal, tmp_path)
+
+    assert response.status_code == status
+    documented = assert_documented(doc, "/v1/events/orders.created", response)
+    detail = response.json()["detail"]
+    assert openapi.EXAMPLE_KEY in detail  # the sentence names the key
+    if status == 409:
+        assert response.headers["Retry-After"] == str(RETRY_AFTER_IN_FLIGHT_S)
+    if example is not None:
+        # The documented example is the gateway's own answer for that key.
+        examples = documented["content"]["application/json"]["examples"]
+        assert examples[example]["value"] == response.json()
 
 
 def test_the_page_renderer_is_found_and_the_page_loads_it_from_the_gateway() -> None:

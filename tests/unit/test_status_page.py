@@ -196,3 +196,13 @@ def test_each_inbound_queue_says_whether_this_process_consumes_it() -> None:
         "breakwater.in.payments.captured Shared every replica consumes it: no order across replicas",
     ]
     assert 'id="consumers"' not in render(HEALTHY)  # not consuming: nothing to say
+
+
+def test_the_store_card_says_how_far_back_repeats_are_recognised() -> None:
+    def keys(count: int | None, reach_s: float = 0.0) -> str:
+        store = replace(HEALTHY.store, idempotency_keys=count, idempotency_reach_s=reach_s)
+        return element(render(replace(HEALTHY, store=store)), "store-keys")
+
+    assert keys(None) == "off"
+    assert keys(0) == "0"
+    assert keys(12_345, 3 * 3600 + 120) == "12,345 (repeats recognised back 3 h 2 min)"
