@@ -355,6 +355,7 @@ class Arrival:
     at: float  # time.monotonic() (system-wide, comparable across processes) on arrival
     message_id: str
     path: str | None
+    correlation_id: str = ""
 
 
 async def declare_events_exchange(
@@ -403,6 +404,7 @@ class ArrivalRecorder:
                 time.monotonic(),
                 message.message_id or "",
                 path.decode() if isinstance(path, bytes) else (str(path) if path else None),
+                message.correlation_id or "",
             )
         )
         if self._wanted and len(self.arrivals) >= self._wanted:
@@ -462,9 +464,11 @@ def throughput(arrivals: Sequence[Arrival]) -> tuple[float, float]:
     return rate(len(arrivals) - 1, span), round(span, 3)
 
 
-def order_check(arrivals: Sequence[Arrival], prefix: str) -> dict[str, Any]:
-    """Per-channel order: ids (all of one channel) must arrive in increasing order."""
-    numbers = [id_number(a.message_id) for a in arrivals if a.message_id.startswith(prefix)]
+def order_check(arrivals: Sequence[Arrival], prefix: str, by: str = "message_id") -> dict[str, Any]:
+    """Per-channel order: ids (all of one channel) must arrive in increasing order; `by` names
+    the property that carries them ("correlation_id" for messages sent without a message_id)."""
+    ids = [getattr(a, by) for a in arrivals]
+    numbers = [id_number(i) for i in ids if i.startswith(prefix)]
     inversions = sum(1 for a, b in itertools.pairwise(numbers) if b <= a)
     return {
         "order_ok": inversions == 0,
@@ -480,14 +484,15 @@ def order_check(arrivals: Sequence[Arrival], prefix: str) -> dict[str, Any]:
 async def publish_confirmed(
     url: str,
     bodies: Sequence[bytes],
-    ids: Sequence[str],
+    ids: Sequence[str | None],
     *,
     routing_key: str,
     exchange_name: str = "",
     in_flight: int = 64,
     properties: Callable[[int], dict[str, Any]] | None = None,
 ) -> float:
-    """Publish persistent, confirmed messages with `in_flight` outstanding; return seconds."""
+    """Publish persistent, confirmed messages with `in_flight` outstanding; return seconds. An id
+    of None sends its message without a message_id."""
     connection = await aio_pika.connect_robust(url)
     try:
         channel = await connection.channel(publisher_confirms=True)

@@ -4,12 +4,23 @@ The same N persistent 1 KiB messages are preloaded for the gateway and for a pla
 raw aio-pika confirmed publishing (64 in flight) publishes N straight to the exchange. One consumer
 times every arrival; the rate is from the first arrival to the last.
 
+Every message of the `gateway` case carries a message_id, so the gateway remembers each one's
+idempotency key (a row in its store, group-committed). `gateway_keyless` runs the same case with
+the same bodies sent without a message_id (each carries its number as its correlation_id instead,
+for the order check), so that no key is remembered: its rate against the `gateway` case's is what
+the keys cost.
+
 `gateway_declarative` runs the gateway case with the declarative catalog (bench/catalog.yaml): the
-same N bodies through `breakwater.in.orders.created.declared`, validated against a JSON Schema
-instead of the pydantic model. The two are interleaved ABBA (pydantic, declarative, declarative,
-pydantic: `Size.repetitions` runs of each), so that neither always runs second on a machine whose
-load drifts; their rows report the mean of the runs (counts summed, checks over every run, each run
-under `runs`), and `ratios` the declarative side's mean against the pydantic side's.
+same N bodies (with message_ids) through `breakwater.in.orders.created.declared`, validated
+against a JSON Schema instead of the pydantic model.
+
+The three are interleaved (keyless, gateway, declarative, declarative, gateway, keyless: CASES in
+order, then reversed, `Size.repetitions` runs of each; see interleave()), so that each comparison
+with the `gateway` case is ABBA with adjacent runs, and no side always runs later than the other on
+a machine whose load drifts. Their rows report the mean of the runs (counts summed, checks over
+every run, each run under `runs`); `ratios` has the declarative side's mean against the pydantic
+side's (`declarative_vs_pydantic`) and the keyed side's against the keyless side's
+(`keys_vs_keyless`).
 """
 
 from __future__ import annotations
@@ -52,18 +63,39 @@ PREFETCH = 256  # the gateway's default BREAKWATER_INBOUND_PREFETCH
 @dataclass(frozen=True)
 class Size:
     events: int
-    # Runs of each catalog's gateway case, in ABBA order (see abba()).
+    # Runs of each gateway case (CASES), interleaved (see interleave()).
     repetitions: int = 2
 
 
 FULL = Size(events=20_000)
 SMOKE = Size(events=50)
 
+# The gateway cases, in the order of their odd rounds (see interleave()): each comparison is of a
+# neighbour with `gateway`, keyless (A) against keyed (B), pydantic (A) against declarative (B).
+CASES = ("gateway_keyless", "gateway", "gateway_declarative")
+# Each group of cases interleaved among themselves (the smoke test checks their runs' positions).
+INTERLEAVED = (CASES,)
+
+
+def interleave(sides: Sequence[str], repetitions: int) -> list[str]:
+    """The side of each run, `repetitions` of each: round i (the i-th run of every side) runs the
+    sides in order when i is odd and reversed when even, e.g. A B C C B A A B C ... Any two
+    neighbours X, Y of `sides` then run X Y Y X X Y ... (ABBA, their runs adjacent), and with an
+    even `repetitions` every side's mean position is the same."""
+    return [
+        s for i in range(repetitions) for s in (sides if i % 2 == 0 else tuple(reversed(sides)))
+    ]
+
 
 def abba(repetitions: int) -> list[str]:
     """The side of each run, "A" or "B", `repetitions` of each: A B B A A B B A ...; round i (the
     i-th A and the i-th B) is A then B when i is odd, B then A when even."""
-    return [s for i in range(repetitions) for s in (("A", "B") if i % 2 == 0 else ("B", "A"))]
+    return interleave(("A", "B"), repetitions)
+
+
+def pair_order(order: Sequence[str], a: str, b: str) -> str:
+    """How sides `a` and `b` ran among `order`, as "A" and "B" (e.g. "ABBA")."""
+    return "".join("A" if s == a else "B" for s in order if s in (a, b))
 
 
 def combine_repetitions(
@@ -127,10 +159,22 @@ async def _purge(url: str, queue_name: str = INBOUND_QUEUE) -> None:
         await connection.close()
 
 
-async def _preload(url: str, prefix: str, count: int, queue_name: str = INBOUND_QUEUE) -> float:
+async def _preload(
+    url: str, prefix: str, count: int, queue_name: str = INBOUND_QUEUE, *, keys: bool = True
+) -> float:
+    """`count` messages numbered `prefix`-n: in their message_id (`keys`), else in their
+    correlation_id, with no message_id (an inbound message without an idempotency key)."""
     bodies = [order_bytes(n) for n in range(count)]
     ids = [message_id(prefix, n) for n in range(count)]
-    return await publish_confirmed(url, bodies, ids, routing_key=queue_name)
+    if keys:
+        return await publish_confirmed(url, bodies, ids, routing_key=queue_name)
+    return await publish_confirmed(
+        url,
+        bodies,
+        [None] * count,
+        routing_key=queue_name,
+        properties=lambda i: {"correlation_id": ids[i]},
+    )
 
 
 def per_event_ms(seconds: float, count: int) -> float:
@@ -148,16 +192,17 @@ async def _gateway_case(
     prefix: str,
     count: int,
     env: Mapping[str, str],
+    keys: bool = True,
 ) -> dict[str, Any]:
     """The gateway (a new process, with a store of its own) draining `count` messages preloaded
-    into `queue_name`; `recorder` is bound to their channel."""
+    into `queue_name` (with message_ids when `keys`); `recorder` is bound to their channel."""
     url = ctx.broker_url
     timeout = 60 + count / 200
     label = f"forwarding-{case.replace('_', '-')}-{repetition}"
     # Its inbound connection goes through a gate that holds every byte until the outbound link
     # is up: started on a full queue, the gateway would otherwise take messages before it can
     # publish them and divert them to the store (see the report).
-    await _preload(url, prefix, count, queue_name)
+    await _preload(url, prefix, count, queue_name, keys=keys)
     gate = child(
         ["gate", str(URL(url).port or 5672)],
         ctx.workdir / f"{label}-gate.log",
@@ -195,6 +240,7 @@ async def _gateway_case(
         "bench": NAME,
         "case": case,
         "channel": recorder.routing_key,
+        "idempotency_keys": keys,
         "events": count,
         "arrived": len(arrivals),
         "complete": complete,
@@ -206,7 +252,7 @@ async def _gateway_case(
         # CPU time of the process from the first arrival to the last, per event.
         "cpu_ms_per_event": round(gateway_cpu * 1000 / max(1, count - 1), 3),
         "broker_cpu_ms_per_event": per_event_ms(gateway_broker_cpu, count),
-        **order_check(arrivals, prefix),
+        **order_check(arrivals, prefix, "message_id" if keys else "correlation_id"),
     }
 
 
@@ -226,6 +272,7 @@ class _Side:
     prefix: str
     env: Mapping[str, str]
     recorder: ArrivalRecorder
+    keys: bool = True
 
 
 async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
@@ -246,10 +293,15 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
     async with ArrivalRecorder(url) as recorder:
         async with ArrivalRecorder(url, routing_key=DECLARED_CHANNEL) as declared_recorder:
             sides = {
-                # The default catalog: orders.created validated by its pydantic model.
-                "A": _Side("gateway", INBOUND_QUEUE, "fwd", {}, recorder),
+                # The default catalog: orders.created validated by its pydantic model; every
+                # message has a message_id (an idempotency key).
+                "gateway": _Side("gateway", INBOUND_QUEUE, "fwd", {}, recorder),
+                # The same, no message has a message_id: no key to remember.
+                "gateway_keyless": _Side(
+                    "gateway_keyless", INBOUND_QUEUE, "fnk", {}, recorder, keys=False
+                ),
                 # The same bodies on a declarative catalog's channel (JSON Schema).
-                "B": _Side(
+                "gateway_declarative": _Side(
                     "gateway_declarative",
                     DECLARED_INBOUND_QUEUE,
                     "dcl",
@@ -257,8 +309,8 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
                     declared_recorder,
                 ),
             }
-            runs: dict[str, list[dict[str, Any]]] = {"A": [], "B": []}
-            order = abba(size.repetitions)
+            runs: dict[str, list[dict[str, Any]]] = {case: [] for case in CASES}
+            order = interleave(CASES, size.repetitions)
             for position, name in enumerate(order, 1):
                 side = sides[name]
                 repetition = len(runs[name]) + 1
@@ -278,13 +330,14 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
                     prefix=f"{side.prefix}{repetition}",
                     count=count,
                     env=side.env,
+                    keys=side.keys,
                 )
                 runs[name].append({"position": position, **row})
         await _purge(url, DECLARED_INBOUND_QUEUE)
-        pydantic = combine_repetitions(runs["A"], **GATEWAY_FIGURES)
-        declared = combine_repetitions(runs["B"], **GATEWAY_FIGURES)
-        results += [pydantic, declared]
-        gateway_rate = pydantic["events_per_s"]
+        combined = {case: combine_repetitions(runs[case], **GATEWAY_FIGURES) for case in CASES}
+        # In the order the rows always had: the gateway, its declarative twin, then the new side.
+        results += [combined[c] for c in ("gateway", "gateway_declarative", "gateway_keyless")]
+        gateway_rate = combined["gateway"]["events_per_s"]
 
         # A plain FastStream relay over the same preloaded queue.
         await _purge(url)
@@ -384,11 +437,18 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
                 **order_check(arrivals, "raw"),
             }
         )
-    a_rates = [r["events_per_s"] for r in runs["A"]]
-    b_rates = [r["events_per_s"] for r in runs["B"]]
-    a_cpu = [r["cpu_ms_per_event"] for r in runs["A"]]
-    b_cpu = [r["cpu_ms_per_event"] for r in runs["B"]]
+
+    def figures(case: str, key: str) -> list[Any]:
+        return [r[key] for r in runs[case]]
+
+    a_rates, a_cpu = figures("gateway", "events_per_s"), figures("gateway", "cpu_ms_per_event")
+    b_rates = figures("gateway_declarative", "events_per_s")
+    b_cpu = figures("gateway_declarative", "cpu_ms_per_event")
+    k_rates = figures("gateway_keyless", "events_per_s")
+    k_cpu = figures("gateway_keyless", "cpu_ms_per_event")
     rates, cpu = ratio_of_sides(a_rates, b_rates), ratio_of_sides(a_cpu, b_cpu)
+    # Keyless is side A (the baseline), keyed side B: the ratio is keyed / keyless.
+    keys_rates, keys_cpu = ratio_of_sides(k_rates, a_rates), ratio_of_sides(k_cpu, a_cpu)
     results.append(
         {
             "bench": NAME,
@@ -399,13 +459,23 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
             # (B1+B2)/(A1+A2), and per round (B1/A1, B2/A2), from each run's own figures.
             "declarative_vs_pydantic": rates["ratio"],
             "declarative_vs_pydantic_rounds": rates["rounds"],
-            "declarative_vs_pydantic_order": "".join(order),
+            "declarative_vs_pydantic_order": pair_order(order, "gateway", "gateway_declarative"),
             "pydantic_events_per_s": a_rates,
             "declarative_events_per_s": b_rates,
             "declarative_cpu_vs_pydantic": cpu["ratio"],
             "declarative_cpu_vs_pydantic_rounds": cpu["rounds"],
             "pydantic_cpu_ms_per_event": a_cpu,
             "declarative_cpu_ms_per_event": b_cpu,
+            # Every message with a message_id (an idempotency key) against none, same bodies, same
+            # run, ABBA (A: keyless, B: keyed): (B1+B2)/(A1+A2), and per round (B1/A1, B2/A2).
+            "keys_vs_keyless": keys_rates["ratio"],
+            "keys_vs_keyless_rounds": keys_rates["rounds"],
+            "keys_vs_keyless_order": pair_order(order, "gateway_keyless", "gateway"),
+            "keyless_events_per_s": k_rates,
+            "keys_cpu_vs_keyless": keys_cpu["ratio"],
+            "keys_cpu_vs_keyless_rounds": keys_cpu["rounds"],
+            "keyless_cpu_ms_per_event": k_cpu,
+            "run_order": order,
         }
     )
     return results

@@ -17,6 +17,7 @@ YARDSTICK = "#999999"
 MISSED = "#d62728"
 MET = "#2ca02c"
 DECLARATIVE = "#6baed6"  # the gateway on a declarative (JSON Schema) channel
+KEYLESS = "#c6dbef"  # the gateway with no idempotency key on any event
 
 
 def _find(results: list[dict[str, Any]], bench: str, case: str, **match: Any) -> dict[str, Any]:
@@ -54,12 +55,12 @@ def _runs(ax: Any, positions: list[int], rows: list[dict[str, Any]], key: str) -
             ax.plot([x + 0.3] * len(values), values, "o", color="black", markersize=3, zorder=3)
 
 
-def _rounds(ratios: dict[str, Any]) -> str:
-    """The per-round ratios of `declarative_vs_pydantic` (ABBA), for a title; "" for one round."""
-    rounds = ratios.get("declarative_vs_pydantic_rounds") or []
+def _rounds(ratios: dict[str, Any], ratio: str = "declarative_vs_pydantic") -> str:
+    """The per-round ratios of `ratio` (ABBA), for a title; "" for one round."""
+    rounds = ratios.get(f"{ratio}_rounds") or []
     if len(rounds) < 2:
         return ""
-    order = ratios.get("declarative_vs_pydantic_order", "")
+    order = ratios.get(f"{ratio}_order", "")
     return f" ({order} rounds " + ", ".join(f"{x or 0:.0%}" for x in rounds) + ")"
 
 
@@ -94,6 +95,7 @@ def _forwarding(ax: Any, results: list[dict[str, Any]], targets: list[dict[str, 
     if not gw:
         return _unmeasured(ax, title)
     declared = _find(results, "forwarding", "gateway_declarative")
+    keyless = _find(results, "forwarding", "gateway_keyless")
     relay = _find(results, "forwarding", "faststream_relay")
     pika = _find(results, "forwarding", "aio_pika_relay")
     raw = _find(results, "forwarding", "aio_pika_raw_64")
@@ -101,6 +103,7 @@ def _forwarding(ax: Any, results: list[dict[str, Any]], targets: list[dict[str, 
         ax,
         [
             "gateway\n(pydantic)",
+            "gateway\n(no keys)",
             "gateway\n(declarative)",
             "FastStream\nrelay",
             "aio-pika relay\n(reference)",
@@ -108,24 +111,26 @@ def _forwarding(ax: Any, results: list[dict[str, Any]], targets: list[dict[str, 
         ],
         [
             gw["events_per_s"],
+            keyless.get("events_per_s", 0),
             declared.get("events_per_s", 0),
             relay.get("events_per_s", 0),
             pika.get("events_per_s", 0),
             raw.get("events_per_s", 0),
         ],
-        [GATEWAY, DECLARATIVE, YARDSTICK, "#cccccc", YARDSTICK],
+        [GATEWAY, KEYLESS, DECLARATIVE, YARDSTICK, "#cccccc", YARDSTICK],
         "{:,.0f}/s",
     )
-    _runs(ax, [0, 1], [gw, declared], "events_per_s")
-    ax.tick_params(axis="x", labelsize=8)  # five bars
-    ax.set_ylim(0, ax.get_ylim()[1] * 1.15)  # room for four verdicts above the bars
+    _runs(ax, [0, 1, 2], [gw, keyless, declared], "events_per_s")
+    ax.tick_params(axis="x", labelsize=7)  # six bars
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.3)  # room for five verdicts above the bars
     ratios = _find(results, "forwarding", "ratios")
     ax.set_ylabel("events/s (first to last arrival)")
     ax.set_title(
         f"{title}\ngateway = {ratios.get('gateway_vs_relay') or 0:.2f}x relay,"
         f" {ratios.get('gateway_vs_raw') or 0:.0%} of raw; order ok: {gw.get('order_ok')}"
         f"\ndeclarative channel = {ratios.get('declarative_vs_pydantic') or 0:.0%} of pydantic"
-        f"{_rounds(ratios)}",
+        f"{_rounds(ratios)}\nwith keys = {ratios.get('keys_vs_keyless') or 0:.0%} of no keys"
+        f"{_rounds(ratios, 'keys_vs_keyless')}",
         fontsize=10,
     )
     _note(ax, *_verdicts(_met(targets, "forwarding")))
@@ -140,14 +145,30 @@ def _http(ax: Any, results: list[dict[str, Any]], targets: list[dict[str, Any]])
     if not pub or not sto:
         return _unmeasured(ax, title)
     declared = _find(results, "http", "published_declarative", mode="load")
+    pub_keyless = _find(results, "http", "published_keyless", mode="load")
+    sto_keyless = _find(results, "http", "stored_keyless", mode="load")
     _bars(
         ax,
-        ["published\n(broker up)", "published\n(declarative)", "stored\n(partitioned)"],
-        [pub["requests_per_s"], declared.get("requests_per_s", 0), sto["requests_per_s"]],
-        [GATEWAY, DECLARATIVE, GATEWAY],
+        [
+            "published\n(broker up)",
+            "published\n(no keys)",
+            "published\n(declarative)",
+            "stored\n(partitioned)",
+            "stored\n(no keys)",
+        ],
+        [
+            pub["requests_per_s"],
+            pub_keyless.get("requests_per_s", 0),
+            declared.get("requests_per_s", 0),
+            sto["requests_per_s"],
+            sto_keyless.get("requests_per_s", 0),
+        ],
+        [GATEWAY, KEYLESS, DECLARATIVE, GATEWAY, KEYLESS],
         "{:,.0f}/s",
     )
-    _runs(ax, [0, 1], [pub, declared], "requests_per_s")
+    _runs(ax, [0, 1, 2, 3, 4], [pub, pub_keyless, declared, sto, sto_keyless], "requests_per_s")
+    ax.tick_params(axis="x", labelsize=8)  # five bars
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.3)  # room for five verdicts above the bars
     single_pub = _find(results, "http", "published", mode="single")
     single_sto = _find(results, "http", "stored", mode="single")
     single_dcl = _find(results, "http", "published_declarative", mode="single")
@@ -157,6 +178,8 @@ def _http(ax: Any, results: list[dict[str, Any]], targets: list[dict[str, Any]])
         f"{title}: stored/published = {sto['requests_per_s'] / pub['requests_per_s']:.2f}x\n"
         f"declarative/pydantic = {ratios.get('declarative_vs_pydantic') or 0:.0%}"
         f"{_rounds(ratios)}\n"
+        f"with keys = {ratios.get('keys_vs_keyless_published') or 0:.0%} (published),"
+        f" {ratios.get('keys_vs_keyless_stored') or 0:.0%} (stored) of no keys\n"
         f"one at a time p50: published {single_pub.get('p50_ms', 0):.1f} ms,"
         f" declarative {single_dcl.get('p50_ms', 0):.1f} ms,"
         f" stored {single_sto.get('p50_ms', 0):.1f} ms",

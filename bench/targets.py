@@ -1,6 +1,7 @@
-"""The targets of issue 6, checked against one run's results (ratios come from one run), and the
-declarative catalog's: a JSON Schema channel within 10 % of the pydantic one, side by side (ABBA:
-the ratio of the two sides' means, its rounds in the figure)."""
+"""The targets of issue 6, checked against one run's results (ratios come from one run), the
+declarative catalog's: a JSON Schema channel within 10 % of the pydantic one, and the idempotency
+keys': an idempotency key on every event (forwarding; HTTP published and stored) within 10 % of
+none. Each is side by side (ABBA: the ratio of the two sides' means, its rounds in the figure)."""
 
 from __future__ import annotations
 
@@ -65,12 +66,13 @@ def _forwarding_order(r: Results) -> tuple[bool, str] | None:
     )
 
 
-def _rounds(row: dict[str, Any]) -> str:
-    """The per-round ratios of an ABBA comparison, for a target's figure."""
-    rounds = row.get("declarative_vs_pydantic_rounds") or []
+def _rounds(row: dict[str, Any], ratio: str = "declarative_vs_pydantic") -> str:
+    """The per-round ratios of an ABBA comparison (`ratio` in the ratios `row`), for a target's
+    figure."""
+    rounds = row.get(f"{ratio}_rounds") or []
     if not rounds:
         return "one pair, in sequence"
-    order = row.get("declarative_vs_pydantic_order") or ""
+    order = row.get(f"{ratio}_order") or ""
     return f"{order} rounds " + ", ".join(f"{x:.0%}" if x is not None else "-" for x in rounds)
 
 
@@ -87,6 +89,51 @@ def _forwarding_declarative(r: Results) -> tuple[bool, str] | None:
         f" events/s; CPU {dcl['cpu_ms_per_event']:.3f} vs {gw['cpu_ms_per_event']:.3f} ms/event;"
         f" {dcl['order_inversions']} inversions; complete: {dcl['complete']} vs {gw['complete']})",
     )
+
+
+def _forwarding_keys(r: Results) -> tuple[bool, str] | None:
+    row = _find(r, "forwarding", "ratios")
+    keyed, keyless = _find(r, "forwarding", "gateway"), _find(r, "forwarding", "gateway_keyless")
+    if not row or not keyed or not keyless or row.get("keys_vs_keyless") is None:
+        return None
+    x = row["keys_vs_keyless"]
+    # Both sides complete in every run (a ratio of incomplete runs means nothing).
+    return (
+        x >= 0.9 and bool(keyed["complete"]) and bool(keyless["complete"]),
+        f"{x:.0%} ({_rounds(row, 'keys_vs_keyless')}; means {keyed['events_per_s']:.0f} with keys"
+        f" vs {keyless['events_per_s']:.0f} events/s without; CPU {keyed['cpu_ms_per_event']:.3f}"
+        f" vs {keyless['cpu_ms_per_event']:.3f} ms/event;"
+        f" complete: {keyed['complete']} vs {keyless['complete']})",
+    )
+
+
+def _http_keys(case: str) -> Callable[[Results], tuple[bool, str] | None]:
+    """The cost of an Idempotency-Key on every request of `case` (published or stored), against
+    the same case without: keyed rate / keyless rate >= 90 %."""
+
+    def check(r: Results) -> tuple[bool, str] | None:
+        row = _find(r, "http", "ratios") or {}
+        keyed = _find(r, "http", case, mode="load")
+        keyless = _find(r, "http", f"{case}_keyless", mode="load")
+        if not keyed or not keyless:
+            return None
+        ratio = f"keys_vs_keyless_{case}"
+        x = row.get(ratio)
+        if x is None:
+            x = keyed["requests_per_s"] / keyless["requests_per_s"]
+        single = _find(r, "http", case, mode="single") or {}
+        single_keyless = _find(r, "http", f"{case}_keyless", mode="single") or {}
+        # Every request of both sides answered 2xx (a ratio of refused requests means nothing).
+        failed = (keyed.get("non_2xx") or 0, keyless.get("non_2xx") or 0)
+        return (
+            x >= 0.9 and failed == (0, 0),
+            f"{x:.0%} ({_rounds(row, ratio)}; means {keyed['requests_per_s']:.0f} with keys vs"
+            f" {keyless['requests_per_s']:.0f} req/s without; p50 one at a time"
+            f" {single.get('p50_ms') or 0:.2f} vs {single_keyless.get('p50_ms') or 0:.2f} ms;"
+            f" non-2xx {failed[0]} vs {failed[1]})",
+        )
+
+    return check
 
 
 def _http_throughput(r: Results) -> tuple[bool, str] | None:
@@ -204,9 +251,12 @@ TARGETS: tuple[tuple[str, str, Callable[[Results], tuple[bool, str] | None]], ..
     ("AMQP forwarding >= 60% of raw aio-pika (64 in flight)", "forwarding", _forwarding_raw),
     ("per-channel order holds in forwarding", "forwarding", _forwarding_order),
     ("declarative channel forwarding >= 90% of pydantic", "forwarding", _forwarding_declarative),
+    ("idempotency keys cost <= 10% in forwarding", "forwarding", _forwarding_keys),
     ("HTTP stored throughput >= published throughput", "http", _http_throughput),
     ("p50 of a stored request <= 5 ms (breaker open)", "http", _http_p50),
     ("declarative channel HTTP >= 90% of pydantic", "http", _http_declarative),
+    ("idempotency keys cost <= 10% in HTTP published", "http", _http_keys("published")),
+    ("idempotency keys cost <= 10% in HTTP stored", "http", _http_keys("stored")),
     ("store >= 25,000 durable events/s at 256 callers", "store", _store_rate),
     ("store >= 20x the naive way", "store", _store_ratio),
     ("no request during a partition slower than deadline + 100 ms", "outage", _outage),

@@ -1,5 +1,7 @@
-"""Driving `wrk` (Debian package `wrk`): a Lua script that POSTs one JSON body with a unique
-`Idempotency-Key` per request, and a parser for wrk's `--latency` report."""
+"""Driving `wrk` (Debian package `wrk`): a Lua script that POSTs one JSON body, with a unique
+`Idempotency-Key` per request or (`run(..., keys=False)`) with no such header at all, and a parser
+for wrk's `--latency` report. Both variants build every request the same way (one `wrk.format`
+per request), so that wrk, which shares the machine with the gateway, costs the same in each."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 SCRIPT = """\
--- POST the body in args[1]; every request gets its own Idempotency-Key (args[2]-thread-n).
+-- POST the body in args[1]; with a key prefix in args[2], every request gets its own
+-- Idempotency-Key (args[2]-thread-n), without one no request has an Idempotency-Key header.
 local counter = 0
 local threads = 0
 
@@ -23,13 +26,17 @@ function init(args)
   local file = assert(io.open(args[1], "rb"))
   body = file:read("*a")
   file:close()
-  prefix = args[2] .. "-" .. tid .. "-"
+  if args[2] then
+    prefix = args[2] .. "-" .. tid .. "-"
+  end
   headers = {["Content-Type"] = "application/json"}
 end
 
 function request()
   counter = counter + 1
-  headers["Idempotency-Key"] = prefix .. counter
+  if prefix then
+    headers["Idempotency-Key"] = prefix .. counter
+  end
   return wrk.format("POST", nil, headers, body)
 end
 """
@@ -80,7 +87,10 @@ def run(
     connections: int,
     threads: int = 1,
     timeout_s: float = 10,
+    keys: bool = True,
 ) -> dict[str, Any]:
+    """POST `body_file` to `url` for `duration_s`; every request has its own Idempotency-Key
+    (`key_prefix`-thread-n) when `keys`, none has the header otherwise."""
     script = body_file.with_suffix(".lua")
     script.write_text(SCRIPT)
     command = [
@@ -95,11 +105,12 @@ def run(
         url,
         "--",
         str(body_file),
-        key_prefix,
+        *([key_prefix] if keys else []),
     ]
     done = subprocess.run(
         command, capture_output=True, text=True, check=True, timeout=duration_s + 60
     )
     figures = parse(done.stdout)
     figures["connections"] = connections
+    figures["idempotency_keys"] = keys
     return figures

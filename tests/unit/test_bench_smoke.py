@@ -7,8 +7,10 @@ the figure needs matplotlib (each is skipped, saying so, where missing).
 
 from __future__ import annotations
 
+import http.server
 import importlib.util
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ import pytest
 
 from bench import forwarding, http_ingress, outage, replay, scale, store_writes, wrk
 from bench.common import AMQP_HOST, AMQP_PORT, RABBITMQCTL, Context
-from bench.forwarding import abba, combine_repetitions, ratio_of_sides
+from bench.forwarding import abba, combine_repetitions, interleave, pair_order, ratio_of_sides
 from bench.plot import draw
 from bench.targets import evaluate
 
@@ -27,24 +29,34 @@ pytestmark = pytest.mark.integration
 
 # The keys each benchmark's rows must carry, by case.
 REPEATED = {"repetitions", "runs"}  # a case run more than once (ABBA): the mean, and each run
-ABBA_RATIO = {
-    "declarative_vs_pydantic",
-    "declarative_vs_pydantic_rounds",
-    "declarative_vs_pydantic_order",
+
+
+def abba_ratio(name: str) -> set[str]:
+    """The keys of an ABBA comparison in a `ratios` row: the ratio, its rounds and its order."""
+    return {name, f"{name}_rounds", f"{name}_order"}
+
+
+# The ABBA comparisons in each benchmark's `ratios` row.
+COMPARISONS = {
+    "forwarding": ("declarative_vs_pydantic", "keys_vs_keyless"),
+    "http": ("declarative_vs_pydantic", "keys_vs_keyless_published", "keys_vs_keyless_stored"),
 }
+GATEWAY_RUN = {
+    "events_per_s",
+    "cpu_ms_per_event",
+    "order_ok",
+    "order_inversions",
+    "unique",
+    "complete",
+    "direct",
+    "idempotency_keys",
+}
+HTTP_RUN = {"requests_per_s", "p50_ms", "p99_ms", "non_2xx", "idempotency_keys"}
 EXPECTED: dict[str, dict[str, set[str]]] = {
     "forwarding": {
-        "gateway": {"events_per_s", "order_ok", "order_inversions", "complete", "direct"}
-        | REPEATED,
-        "gateway_declarative": {
-            "events_per_s",
-            "cpu_ms_per_event",
-            "order_ok",
-            "order_inversions",
-            "complete",
-            "direct",
-        }
-        | REPEATED,
+        "gateway": GATEWAY_RUN | REPEATED,
+        "gateway_keyless": GATEWAY_RUN | REPEATED,
+        "gateway_declarative": GATEWAY_RUN | REPEATED,
         "faststream_relay": {"events_per_s", "complete", "cpu_ms_per_event"},
         "aio_pika_relay": {"events_per_s", "complete", "cpu_ms_per_event"},
         "aio_pika_raw_64": {"events_per_s", "complete"},
@@ -53,21 +65,31 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             "gateway_vs_raw",
             "pydantic_events_per_s",
             "declarative_events_per_s",
+            "keyless_events_per_s",
+            "keys_cpu_vs_keyless",
+            "run_order",
         }
-        | ABBA_RATIO,
+        | {key for comparison in COMPARISONS["forwarding"] for key in abba_ratio(comparison)},
     },
     "http": {
-        "published": {"requests_per_s", "p50_ms", "p99_ms", "answered_published"} | REPEATED,
-        "published_declarative": {"requests_per_s", "p50_ms", "p99_ms", "answered_published"}
-        | REPEATED,
-        "stored": {"requests_per_s", "p50_ms", "p99_ms", "answered_stored"},
+        "published": HTTP_RUN | {"answered_published"} | REPEATED,
+        "published_keyless": HTTP_RUN | {"answered_published"} | REPEATED,
+        "published_declarative": HTTP_RUN | {"answered_published"} | REPEATED,
+        "stored": HTTP_RUN | {"answered_stored", "breaker_opened_after_s"} | REPEATED,
+        "stored_keyless": HTTP_RUN | {"answered_stored", "breaker_opened_after_s"} | REPEATED,
         "ratios": {
             "stored_vs_published",
             "stored_single_p50_ms",
             "pydantic_requests_per_s",
             "declarative_requests_per_s",
+            "published_keyed_requests_per_s",
+            "published_keyless_requests_per_s",
+            "stored_keyed_requests_per_s",
+            "stored_keyless_requests_per_s",
+            "published_run_order",
+            "stored_run_order",
         }
-        | ABBA_RATIO,
+        | {key for comparison in COMPARISONS["http"] for key in abba_ratio(comparison)},
     },
     "store": {
         "naive_sqlite": {"events_per_s", "journal_mode"},
@@ -138,6 +160,42 @@ def test_wrk_report_is_parsed() -> None:
     assert figures["socket_errors"] == 3
 
 
+def test_wrk_sends_an_idempotency_key_only_when_asked(tmp_path: Path) -> None:
+    if not wrk.available():
+        pytest.skip("wrk is not installed (Debian: apt-get install -y wrk)")
+    seen: list[str | None] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append(self.headers.get("Idempotency-Key"))
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    body = tmp_path / "body.json"
+    body.write_bytes(b"{}")
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        try:
+            for keys in (True, False):
+                seen.clear()
+                figures = wrk.run(url, body, "k", duration_s=1, connections=1, keys=keys)
+                assert figures["idempotency_keys"] is keys
+                assert seen
+                if keys:
+                    assert all(key and key.startswith("k-1-") for key in seen)
+                    assert len(set(seen)) == len(seen)
+                else:
+                    assert seen == [None] * len(seen)
+        finally:
+            server.shutdown()
+
+
 @pytest.mark.parametrize("name", list(EXPECTED))
 async def test_benchmark_reports_its_figures(name: str, broker_url: str, tmp_path: Path) -> None:
     if name == "http" and not wrk.available():
@@ -151,21 +209,29 @@ async def test_benchmark_reports_its_figures(name: str, broker_url: str, tmp_pat
         assert row["bench"] == name
         by_case.setdefault(row["case"], []).append(row)
     assert set(by_case) == set(EXPECTED[name])
+    repetitions = getattr(module.SMOKE, "repetitions", None)
     for case, keys in EXPECTED[name].items():
         for row in by_case[case]:
             assert keys <= set(row), (case, keys - set(row))
+            if "idempotency_keys" in keys:
+                assert row["idempotency_keys"] is ("keyless" not in case), case
+            if "unique" in keys:
+                # The order check saw every event (keyless ones by their correlation_id).
+                assert row["unique"] == row["arrived"], case
             if "runs" in keys:
-                # ABBA: each side ran its repetitions, at the positions abba() gives it.
-                side = "A" if case in ("gateway", "published") else "B"
-                order = abba(module.SMOKE.repetitions)
-                assert row["repetitions"] == module.SMOKE.repetitions
+                # Interleaved: each case ran its repetitions, at the positions interleave() gives
+                # it among the cases of its group.
+                (group,) = [cases for cases in module.INTERLEAVED if case in cases]
+                order = interleave(group, repetitions)
+                assert row["repetitions"] == repetitions
                 assert [run["position"] for run in row["runs"]] == [
-                    n for n, s in enumerate(order, 1) if s == side
+                    n for n, s in enumerate(order, 1) if s == case
                 ]
-    if "ratios" in by_case and "declarative_vs_pydantic_rounds" in by_case["ratios"][0]:
-        ratios = by_case["ratios"][0]
-        assert ratios["declarative_vs_pydantic_order"] == "".join(abba(module.SMOKE.repetitions))
-        assert len(ratios["declarative_vs_pydantic_rounds"]) == module.SMOKE.repetitions
+    for ratios in by_case.get("ratios", []):
+        # Every comparison ran ABBA, one round ratio per repetition.
+        for comparison in COMPARISONS[name]:
+            assert ratios[f"{comparison}_order"] == "".join(abba(repetitions)), comparison
+            assert len(ratios[f"{comparison}_rounds"]) == repetitions, comparison
     collected.extend(rows)
 
 
@@ -173,6 +239,16 @@ def test_abba_interleaves_the_two_sides() -> None:
     assert abba(1) == ["A", "B"]
     assert abba(2) == ["A", "B", "B", "A"]
     assert abba(3) == ["A", "B", "B", "A", "A", "B"]
+
+
+def test_three_sides_interleave_abba_with_their_neighbours() -> None:
+    order = interleave(("K", "G", "D"), 2)
+
+    assert order == ["K", "G", "D", "D", "G", "K"]
+    # Each neighbour of G against G: ABBA, every round's two runs adjacent.
+    assert pair_order(order, "G", "D") == "ABBA"
+    assert pair_order(order, "K", "G") == "ABBA"
+    assert pair_order(interleave(("K", "G", "D"), 3), "K", "G") == "".join(abba(3))
 
 
 def test_repetitions_combine_to_a_mean_and_keep_every_runs_checks() -> None:
