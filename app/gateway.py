@@ -227,13 +227,9 @@ class Gateway:
         """Start the store, the links and the replay; stop them in reverse."""
         try:
             await self.store.open()
-        except StoreError as exc:
-            log.critical("cannot start: %s", exc)
-            raise
-        try:
             await self.idempotent.load()
         except StoreError as exc:
-            await self.store.close()
+            await self.store.close()  # nothing to do when it did not open
             log.critical("cannot start: %s", exc)
             raise
         self.link.start()

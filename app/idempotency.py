@@ -31,13 +31,12 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Final, Literal, NamedTuple
+from dataclasses import dataclass, replace
+from typing import Final, Literal
 
 from .events import Event
 from .publisher import Outcome, ResilientPublisher
-from .store import FallbackStore, RememberedKey, StoreError
+from .store import FallbackStore, RememberedKey, StoreError, epoch_ms
 
 log = logging.getLogger("breakwater.idempotency")
 
@@ -47,18 +46,12 @@ EXPIRY_INTERVAL_S: Final = 60.0
 # as this many wait): a write per answer cost a third of the published throughput (`make bench`).
 KEY_WRITE_DELAY_S: Final = 0.05
 KEY_WRITE_BATCH: Final = 500
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MS: Final = timedelta(milliseconds=1)
 
 
 def digest(event: Event) -> bytes:
     """What a repeat must match: the channel and the normalised body (so key order and
     whitespace that validation normalises away do not make a retry a conflict)."""
     return hashlib.sha256(event.channel.encode() + b"\0" + event.body).digest()[:16]
-
-
-def epoch_ms(stamp: datetime) -> int:
-    return (stamp - _EPOCH) // _MS
 
 
 class KeyConflict(Exception):
@@ -88,13 +81,6 @@ class KeyInFlight(Exception):
             f"a request with Idempotency-Key {key!r} is still being processed; retry after"
             f" {RETRY_AFTER_IN_FLIGHT_S} s to get its outcome"
         )
-
-
-class _Seen(NamedTuple):
-    channel: str
-    digest: bytes
-    outcome: Outcome
-    created_ms: int
 
 
 @dataclass(slots=True)
@@ -128,7 +114,7 @@ class IdempotentPublisher:
         self._store = store
         self.ttl_ms = int(ttl_s * 1000)
         self.max_keys = max_keys
-        self._seen: OrderedDict[str, _Seen] = OrderedDict()
+        self._seen: OrderedDict[str, RememberedKey] = OrderedDict()
         self._pending: dict[str, _Pending] = {}
         self._unwritten: list[RememberedKey] = []
         self._write_timer: asyncio.TimerHandle | None = None
@@ -154,8 +140,7 @@ class IdempotentPublisher:
             return
         since = _now_ms() - self.ttl_ms
         for key in await self._store.recent_keys(since, self.max_keys):
-            seen = _Seen(key.channel, key.digest, Outcome(key.outcome), key.created_ms)
-            self._remember(key.key, seen)
+            self._remember(key)
 
     async def submit(
         self, event: Event, *, keyed: bool, in_flight: Literal["refuse", "wait"] = "refuse"
@@ -176,32 +161,28 @@ class IdempotentPublisher:
         if seen is not None and seen.created_ms >= _now_ms() - self.ttl_ms:
             if seen.digest != mark:
                 raise KeyConflict(key, seen.channel, event.channel)
-            return Accepted(seen.outcome, repeat=True)
+            return Accepted(Outcome(seen.outcome), repeat=True)
         # New (or its earlier use has expired). No await before the publisher takes it: AMQP
         # ingress relies on acceptance order being delivery order.
         pending = _Pending(event.channel, mark, asyncio.get_running_loop().create_future())
         self._pending[key] = pending
         try:
             created_ms = epoch_ms(event.timestamp)
-            outcome = await self._publisher.submit(event, key=self._record(event, mark, created_ms))
+            stored = RememberedKey(key, event.channel, mark, Outcome.stored, created_ms)
+            outcome = await self._publisher.submit(event, key=stored)
+            record = replace(stored, outcome=outcome)
             if outcome is Outcome.published:
-                self._remember_published(event, mark, created_ms)
-            self._remember(key, _Seen(event.channel, mark, outcome, created_ms))
+                self._remember_published(record)
+            self._remember(record)
             return Accepted(outcome)
         finally:
             del self._pending[key]
             pending.settled.set_result(None)
 
-    def _record(self, event: Event, mark: bytes, created_ms: int) -> RememberedKey:
-        return RememberedKey(event.message_id, event.channel, mark, Outcome.stored, created_ms)
-
-    def _remember_published(self, event: Event, mark: bytes, created_ms: int) -> None:
+    def _remember_published(self, record: RememberedKey) -> None:
         """The key of a published event, for the store's next write of keys (see
         KEY_WRITE_DELAY_S): the broker has confirmed the event, so the answer does not wait for
         a disk write the published path has no other need of. In memory it counts at once."""
-        record = RememberedKey(event.message_id, event.channel, mark, Outcome.published, created_ms)
-        if not _storable(record.key):
-            return  # SQLite takes no lone surrogates; one such key would fail its whole write
         self._unwritten.append(record)
         if len(self._unwritten) >= KEY_WRITE_BATCH:
             self.write_keys()
@@ -248,9 +229,9 @@ class IdempotentPublisher:
             "%d idempotency keys of published events are only kept in memory: %s", count, exc
         )
 
-    def _remember(self, key: str, seen: _Seen) -> None:
-        self._seen[key] = seen
-        self._seen.move_to_end(key)
+    def _remember(self, record: RememberedKey) -> None:
+        self._seen[record.key] = record
+        self._seen.move_to_end(record.key)
         while len(self._seen) > self.max_keys:
             self._seen.popitem(last=False)
 
@@ -272,16 +253,6 @@ class IdempotentPublisher:
             self.expire()
             with contextlib.suppress(StoreError):  # the next round tries again
                 await self._store.forget(_now_ms() - self.ttl_ms, self.max_keys)
-
-
-def _storable(text: str) -> bool:
-    if text.isascii():
-        return True
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _now_ms() -> int:

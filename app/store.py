@@ -19,8 +19,8 @@ database does not shrink when rows are deleted (SQLite reuses the freed pages), 
 it grows to about 40 MB between checkpoints.
 
 The same file holds the idempotency keys (`app.idempotency`), in a table of their own written by
-the same writer: a stored event's key in the event's transaction, a published event's key in the
-next group commit. Keys are not counted against `max_bytes`; `forget` bounds them by age and count.
+the same writer: a stored event's key in the event's transaction, published events' keys in a
+group commit of their own (`remember_nowait`). Keys are not counted against `max_bytes`; `forget` bounds them by age and count.
 """
 
 from __future__ import annotations
@@ -211,9 +211,9 @@ class _KeyOps:
     """The idempotency-key writes of one batch: one entry per put (None: the put has no key),
     the keys of published events, and the expiries."""
 
-    with_puts: list[RememberedKey | None] = field(default_factory=list)
-    remembered: list[RememberedKey] = field(default_factory=list)
-    forgets: list[tuple[int, int]] = field(default_factory=list)
+    with_puts: list[RememberedKey | None]
+    remembered: list[RememberedKey]
+    forgets: list[tuple[int, int]]
 
 
 class FallbackStore:
@@ -454,16 +454,13 @@ class FallbackStore:
         self._enqueue(_Put(row, _row_size(row), future, key))
         return future
 
-    async def remember(self, keys: Sequence[RememberedKey]) -> None:
-        """Record idempotency keys (of events published, not stored); durable on return, in the
-        group commit of whatever else is queued. Keys are not counted against `max_bytes`:
-        `forget` bounds them."""
-        await self.remember_nowait(keys)
-
     def remember_nowait(self, keys: Sequence[RememberedKey]) -> asyncio.Future[None]:
-        """Queue `keys` for the next group commit; the future is answered like `remember`."""
+        """Queue idempotency keys (of events published, not stored) for the next group commit;
+        the future is answered once they are durable. Keys SQLite cannot hold as text (lone
+        surrogates) are left out, as `put_nowait` refuses such ids before queueing. Keys are not
+        counted against `max_bytes`: `forget` bounds them."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._enqueue(_Remember(tuple(keys), future))
+        self._enqueue(_Remember(tuple(key for key in keys if _storable(key)), future))
         return future
 
     async def forget(self, before_ms: int, keep: int) -> int:
@@ -698,12 +695,16 @@ class FallbackStore:
 # -- conversions -----------------------------------------------------------------------------
 
 
-def _to_row(event: Event) -> _Row:
-    stamp = event.timestamp
+def epoch_ms(stamp: datetime) -> int:
+    """Milliseconds since the epoch, as the store keeps times (events' and keys')."""
     if stamp.tzinfo is None:
         # Envelopes are stamped in UTC; a naive stamp is read as UTC, never as local time.
         stamp = stamp.replace(tzinfo=UTC)
-    millis = (stamp - _EPOCH) // _MS
+    return (stamp - _EPOCH) // _MS
+
+
+def _to_row(event: Event) -> _Row:
+    millis = epoch_ms(event.timestamp)
     return (event.channel, event.message_id, event.correlation_id, millis, event.body)
 
 
@@ -722,6 +723,17 @@ def _utf8_len(text: str) -> int:
     # isascii() is O(1) in CPython; encoding is only needed for the rare non-ASCII id, and it
     # also rejects what SQLite could not store (lone surrogates) before the event is queued.
     return len(text) if text.isascii() else len(text.encode())
+
+
+def _storable(key: RememberedKey) -> bool:
+    """Whether SQLite can hold the key's text (see _utf8_len): one that it cannot would fail the
+    whole batch it is written in."""
+    try:
+        _utf8_len(key.key)
+        _utf8_len(key.channel)
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _from_ms(millis: int) -> datetime:
@@ -904,12 +916,11 @@ def _write_batch(
     seqs: list[int],
     used_bytes: int,
     max_bytes: int,
-    keys: _KeyOps | None = None,
+    keys: _KeyOps,
 ) -> _Outcome:
     """Deletes, then inserts, then the idempotency keys, in one transaction. Deletes go first so
     the space they free is available to the inserts; every op of a batch is concurrent, so either
     order is correct. A put's key is written only if its event was stored (or already was)."""
-    keys = keys or _KeyOps(with_puts=[None] * len(rows))
     if not rows and not seqs and not keys.forgets and len(keys.remembered) <= _KEY_ROWS_PER_QUERY:
         # Only keys of published events: one statement is a transaction of its own (autocommit),
         # one step of this thread instead of three (see _insert_keys).

@@ -84,7 +84,6 @@ IDEMPOTENCY_TTL_SETTING = setting_name("idempotency_ttl_s")
 IDEMPOTENCY_WINDOW = (
     f"`{IDEMPOTENCY_TTL_SETTING}`, by default {duration(setting_default('idempotency_ttl_s'))}"
 )
-# How `amqp_ingress` begins the reason of a dead-lettered reuse of a `message_id`.
 # Why consumers deduplicate by `message_id` although the gateway does not publish repeats.
 REPUBLISHED = (
     "a retry that reaches another replica of the gateway, one after the window, or one after a"

@@ -20,10 +20,9 @@ from app.idempotency import (
     KeyConflict,
     KeyInFlight,
     digest,
-    epoch_ms,
 )
 from app.publisher import Outcome, ResilientPublisher
-from app.store import FallbackStore, StoreFull
+from app.store import FallbackStore, StoreFull, epoch_ms
 
 from .test_publisher import DEADLINE_S, ScriptedLink
 
