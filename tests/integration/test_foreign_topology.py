@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -65,7 +66,9 @@ async def test_a_gateway_adopts_objects_declared_with_other_arguments(
 
     gateway = start_gateway(broker_url=foreign_vhost)
 
-    ready = httpx.get(f"{gateway.base_url}/readyz").json()
+    # /readyz turns ready once the outbound link is up; the inbound link declares its queues on
+    # its own connection, so its mismatch may be reported a moment later.
+    ready = _ready_when_reported(gateway, "breakwater.in.orders.cancelled")
     assert ready["ready"] is True
     assert ready["broker_connected"] is True
     mismatches: list[str] = ready["topology_mismatches"]
@@ -99,6 +102,17 @@ async def test_a_gateway_adopts_objects_declared_with_other_arguments(
     assert "Broker objects declared by someone else" in page
     assert gateway.logs().count(f"exchange {EVENTS_EXCHANGE} exists with other arguments") == 1
     await connection.close()
+
+
+def _ready_when_reported(gateway: GatewayProcess, name: str, timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        ready = httpx.get(f"{gateway.base_url}/readyz").json()
+        if any(name in line for line in ready.get("topology_mismatches", [])):
+            return ready
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no mismatch for {name} on /readyz within {timeout}s: {ready}")
+        time.sleep(0.05)
 
 
 def _payment() -> dict[str, Any]:
