@@ -17,6 +17,7 @@ from . import __version__
 from .amqp_ingress import AmqpIngress, documented_broker
 from .breaker import Breaker, BreakerState
 from .catalog import Catalog
+from .event_loop import loop_for, running_loop
 from .http_api import HttpApi
 from .idempotency import IdempotentPublisher
 from .inbound import InboundLink
@@ -222,6 +223,19 @@ class Gateway:
     def inbound_connected(self) -> bool:
         return self.inbound_link.is_consuming
 
+    def _check_event_loop(self) -> None:
+        # `faststream run` picks the loop itself (uvloop when installed) before any setting is
+        # read; say how to get the one asked for instead of silently running on another.
+        wanted = self.settings.event_loop.value
+        if running_loop() != wanted and loop_for(self.settings.event_loop) == wanted:
+            log.warning(
+                "BREAKWATER_EVENT_LOOP=%s, but whoever started the gateway chose %s; with"
+                " `faststream run`, add `--loop %s:new_event_loop`",
+                wanted,
+                running_loop(),
+                wanted,
+            )
+
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Start the store, the links and the replay; stop them in reverse."""
@@ -243,8 +257,11 @@ class Gateway:
         self._tasks.append(
             asyncio.create_task(self.idempotent.run_expiry(), name="idempotency-expiry")
         )
+        self._check_event_loop()
         log.info(
-            "breakwater ready: store %s (%d events waiting, %d idempotency keys), outbound %s",
+            "breakwater ready on the %s event loop: store %s (%d events waiting, %d idempotency"
+            " keys), outbound %s",
+            running_loop(),
             self.store.path,
             self.store.depth(),
             len(self.idempotent),

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 from types import FrameType
 
 import uvicorn
 
+from .event_loop import http_parser, loop_for
 from .settings import get_settings
+
+log = logging.getLogger("breakwater")
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
@@ -26,6 +30,8 @@ def serve() -> None:
         app,
         host=settings.http_host,
         port=settings.http_port,
+        loop=loop_for(settings.event_loop),
+        http=http_parser(),
         log_config=None,  # keep the gateway's logging set-up (console or JSON)
         access_log=False,
         # SIGTERM: stop accepting, let in-flight requests finish, then the lifespan shutdown drains.

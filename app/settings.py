@@ -26,6 +26,11 @@ class LogFormat(StrEnum):
     json = "json"
 
 
+class EventLoop(StrEnum):
+    uvloop = "uvloop"
+    asyncio = "asyncio"
+
+
 class StoreSync(StrEnum):
     """SQLite `synchronous` level of the fallback store (see README: what each risks)."""
 
@@ -66,6 +71,14 @@ class Settings(BaseSettings):
     )
     http_host: str = Field(default="0.0.0.0", description="Address the HTTP server binds.")
     http_port: int = Field(default=8000, ge=1, le=65535, description="HTTP port.")
+    event_loop: EventLoop = Field(
+        default=EventLoop.uvloop,
+        description=(
+            "`uvloop` (with uvicorn's httptools parser) or `asyncio` (the standard library's loop,"
+            " for platforms without uvloop); `uvloop` falls back to `asyncio` when it is not"
+            " installed."
+        ),
+    )
 
     store_path: Path = Field(
         default=Path("./data/fallback.db"), description="SQLite file of the fallback store."

@@ -51,7 +51,12 @@ def sized(module: ModuleType, smoke: bool, overrides: list[str]) -> Any:
 
 
 async def run_one(
-    module: ModuleType, size: Any, keep: bool, profile_dir: Path | None, smoke: bool = False
+    module: ModuleType,
+    size: Any,
+    keep: bool,
+    profile_dir: Path | None,
+    smoke: bool = False,
+    loop: str = "uvloop",
 ) -> list[dict[str, Any]]:
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
@@ -61,7 +66,9 @@ async def run_one(
         else:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
         url = stack.enter_context(private_vhost()) if getattr(module, "USES_BROKER", True) else ""
-        ctx = Context(broker_url=url, workdir=workdir, profile_dir=profile_dir, smoke=smoke)
+        ctx = Context(
+            broker_url=url, workdir=workdir, profile_dir=profile_dir, smoke=smoke, loop=loop
+        )
         rows: list[dict[str, Any]] = await module.run(ctx, size)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     for row in rows:
@@ -121,6 +128,13 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy the gateway into DIR")
     parser.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="the gateways' event loop (BREAKWATER_EVENT_LOOP) where a case does not set it;"
+        " the `*_asyncio` cases always run on asyncio's",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -137,7 +151,7 @@ async def main(argv: list[str]) -> int:
         try:
             module = BENCHMARKS[name]
             size = sized(module, args.smoke, args.set)
-            got = await run_one(module, size, args.keep, args.profile, args.smoke)
+            got = await run_one(module, size, args.keep, args.profile, args.smoke, args.loop)
         except Exception as exc:
             failed.append(name)
             print(f"# {name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)

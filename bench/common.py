@@ -51,6 +51,9 @@ DECLARED_CATALOG = BENCH_DIR / "catalog.yaml"
 DECLARED_CHANNEL = "orders.created.declared"
 DECLARED_INBOUND_QUEUE = f"breakwater.in.{DECLARED_CHANNEL}"
 DECLARED_ENV = {"BREAKWATER_CATALOG": str(DECLARED_CATALOG)}
+# The `*_asyncio` cases: the standard library's event loop instead of uvloop (the default), the
+# before-and-after of uvloop and httptools in one run.
+ASYNCIO_ENV = {"BREAKWATER_EVENT_LOOP": "asyncio"}
 
 
 # -- the broker ------------------------------------------------------------------------------
@@ -588,9 +591,11 @@ class Context:
     workdir: Path
     profile_dir: Path | None = None
     smoke: bool = False
+    loop: str = "uvloop"  # BREAKWATER_EVENT_LOOP of every gateway whose case sets none
 
     def gateway(self, name: str, **kwargs: Any) -> Gateway:
         kwargs.setdefault("broker_url", self.broker_url)
+        kwargs["env"] = {"BREAKWATER_EVENT_LOOP": self.loop, **kwargs.get("env", {})}
         return Gateway(self.workdir / name, name=name, profile_dir=self.profile_dir, **kwargs)
 
 

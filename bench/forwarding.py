@@ -14,13 +14,17 @@ the keys cost.
 same N bodies (with message_ids) through `breakwater.in.orders.created.declared`, validated
 against a JSON Schema instead of the pydantic model.
 
-The three are interleaved (keyless, gateway, declarative, declarative, gateway, keyless: CASES in
-order, then reversed, `Size.repetitions` runs of each; see interleave()), so that each comparison
-with the `gateway` case is ABBA with adjacent runs, and no side always runs later than the other on
-a machine whose load drifts. Their rows report the mean of the runs (counts summed, checks over
+`gateway_asyncio` runs the gateway case on the standard library's event loop
+(BREAKWATER_EVENT_LOOP=asyncio) instead of uvloop: the gateway's rate against it is what uvloop
+gives (`uvloop_vs_asyncio`).
+
+The four are interleaved (keyless, gateway, declarative, asyncio, asyncio, declarative, gateway,
+keyless: CASES in order, then reversed, `Size.repetitions` runs of each; see interleave()), so that
+each comparison with the `gateway` case but the loop's is ABBA with adjacent runs, and with an even
+number of runs no side's mean position is later than another's on a machine whose load drifts. Their rows report the mean of the runs (counts summed, checks over
 every run, each run under `runs`); `ratios` has the declarative side's mean against the pydantic
-side's (`declarative_vs_pydantic`) and the keyed side's against the keyless side's
-(`keys_vs_keyless`).
+side's (`declarative_vs_pydantic`), the keyed side's against the keyless side's
+(`keys_vs_keyless`) and uvloop's against asyncio's (`uvloop_vs_asyncio`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import aio_pika
 from yarl import URL
 
 from bench.common import (
+    ASYNCIO_ENV,
     DECLARED_CHANNEL,
     DECLARED_ENV,
     DECLARED_INBOUND_QUEUE,
@@ -72,7 +77,7 @@ SMOKE = Size(events=50)
 
 # The gateway cases, in the order of their odd rounds (see interleave()): each comparison is of a
 # neighbour with `gateway`, keyless (A) against keyed (B), pydantic (A) against declarative (B).
-CASES = ("gateway_keyless", "gateway", "gateway_declarative")
+CASES = ("gateway_keyless", "gateway", "gateway_declarative", "gateway_asyncio")
 # Each group of cases interleaved among themselves (the smoke test checks their runs' positions).
 INTERLEAVED = (CASES,)
 
@@ -308,6 +313,10 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
                     DECLARED_ENV,
                     declared_recorder,
                 ),
+                # The default catalog's case on the standard library's event loop.
+                "gateway_asyncio": _Side(
+                    "gateway_asyncio", INBOUND_QUEUE, "fas", ASYNCIO_ENV, recorder
+                ),
             }
             runs: dict[str, list[dict[str, Any]]] = {case: [] for case in CASES}
             order = interleave(CASES, size.repetitions)
@@ -336,7 +345,10 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
         await _purge(url, DECLARED_INBOUND_QUEUE)
         combined = {case: combine_repetitions(runs[case], **GATEWAY_FIGURES) for case in CASES}
         # In the order the rows always had: the gateway, its declarative twin, then the new side.
-        results += [combined[c] for c in ("gateway", "gateway_declarative", "gateway_keyless")]
+        results += [
+            combined[c]
+            for c in ("gateway", "gateway_declarative", "gateway_keyless", "gateway_asyncio")
+        ]
         gateway_rate = combined["gateway"]["events_per_s"]
 
         # A plain FastStream relay over the same preloaded queue.
@@ -446,6 +458,8 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
     b_cpu = figures("gateway_declarative", "cpu_ms_per_event")
     k_rates = figures("gateway_keyless", "events_per_s")
     k_cpu = figures("gateway_keyless", "cpu_ms_per_event")
+    loop_rates = ratio_of_sides(figures("gateway_asyncio", "events_per_s"), a_rates)
+    loop_cpu = ratio_of_sides(figures("gateway_asyncio", "cpu_ms_per_event"), a_cpu)
     rates, cpu = ratio_of_sides(a_rates, b_rates), ratio_of_sides(a_cpu, b_cpu)
     # Keyless is side A (the baseline), keyed side B: the ratio is keyed / keyless.
     keys_rates, keys_cpu = ratio_of_sides(k_rates, a_rates), ratio_of_sides(k_cpu, a_cpu)
@@ -475,6 +489,13 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
             "keys_cpu_vs_keyless": keys_cpu["ratio"],
             "keys_cpu_vs_keyless_rounds": keys_cpu["rounds"],
             "keyless_cpu_ms_per_event": k_cpu,
+            # uvloop (the default) against the standard library's loop, same bodies, same run
+            # (A: asyncio, B: uvloop): (B1+B2)/(A1+A2), and per round.
+            "uvloop_vs_asyncio": loop_rates["ratio"],
+            "uvloop_vs_asyncio_rounds": loop_rates["rounds"],
+            "uvloop_cpu_vs_asyncio": loop_cpu["ratio"],
+            "asyncio_events_per_s": figures("gateway_asyncio", "events_per_s"),
+            "asyncio_cpu_ms_per_event": figures("gateway_asyncio", "cpu_ms_per_event"),
             "run_order": order,
         }
     )

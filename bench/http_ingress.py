@@ -13,14 +13,17 @@ in either stored case.)
 
 `published_declarative` measures the same as `published` (keys and all), broker up, with a gateway
 on the declarative catalog (bench/catalog.yaml): the same body POSTed to its channel (a JSON
-Schema) instead of the default catalog's pydantic one.
+Schema) instead of the default catalog's pydantic one. `published_asyncio` measures `published` on
+the standard library's event loop (BREAKWATER_EVENT_LOOP=asyncio) instead of uvloop
+(`uvloop_vs_asyncio`).
 
 Each case runs `Size.repetitions` times, each run on a new gateway (with a store of its own; for
 the stored cases, also a proxy of its own and a breaker opened afresh), interleaved so that neither
 side of a comparison always runs later than the other on a machine whose load drifts. Broker up,
 the PUBLISHED cases in order, then reversed, ... (published_keyless, published,
-published_declarative, published_declarative, published, published_keyless: each comparison with
-`published` is ABBA, its runs adjacent); then partitioned, the STORED cases the same way
+published_declarative, published_asyncio, published_asyncio, published_declarative, published,
+published_keyless: each comparison with `published` but the loop's is ABBA, its runs adjacent, and
+every case's mean position is the same); then partitioned, the STORED cases the same way
 (stored_keyless, stored, stored, stored_keyless). Their rows report the mean of the runs (counts
 summed, each run under `runs`); `ratios` has the declarative side's mean against the pydantic
 side's (`declarative_vs_pydantic`) and each keyed side's against its keyless side's
@@ -40,6 +43,7 @@ from yarl import URL
 
 from bench import wrk
 from bench.common import (
+    ASYNCIO_ENV,
     CHANNEL,
     DECLARED_CHANNEL,
     DECLARED_ENV,
@@ -105,7 +109,7 @@ async def open_breaker(base_url: str, timeout: float = 60) -> tuple[float, int]:
 # The cases, each group in the order of its odd rounds (see bench.forwarding.interleave()): each
 # comparison is of a neighbour with the keyed pydantic case, keyless (A) against keyed (B) and
 # pydantic (A) against declarative (B).
-PUBLISHED = ("published_keyless", "published", "published_declarative")
+PUBLISHED = ("published_keyless", "published", "published_declarative", "published_asyncio")
 STORED = ("stored_keyless", "stored")
 # Each group of cases interleaved among themselves (the smoke test checks their runs' positions).
 INTERLEAVED = (PUBLISHED, STORED)
@@ -125,6 +129,8 @@ SIDES = {
     "published_declarative": _Side(
         "http-published-declarative", DECLARED_ENV, channel=DECLARED_CHANNEL
     ),
+    # uvicorn on the standard library's loop (its httptools parser stays: it is the loop's cost).
+    "published_asyncio": _Side("http-published-asyncio", ASYNCIO_ENV),
     "stored": _Side("http-stored"),
     "stored_keyless": _Side("http-stored-keyless", keys=False),
 }
@@ -233,6 +239,15 @@ async def _stored_run(ctx: Context, size: Size, case: str, label: str) -> list[d
     return measured
 
 
+def _loop_ratio(asyncio_rates: list[float], uvloop_rates: list[float]) -> dict[str, Any]:
+    ratio = ratio_of_sides(asyncio_rates, uvloop_rates)
+    return {
+        "uvloop_vs_asyncio": ratio["ratio"],
+        "uvloop_vs_asyncio_rounds": ratio["rounds"],
+        "asyncio_requests_per_s": asyncio_rates,
+    }
+
+
 async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
     if not wrk.available():
         raise RuntimeError("wrk is not installed (Debian: apt-get install -y wrk)")
@@ -255,6 +270,7 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
         "published_declarative",
         "stored",
         *(c for c in SIDES if "keyless" in c),
+        "published_asyncio",
     ):
         # One row per mode (load, single), as _measure gives them, each combining the case's runs.
         for by_mode in zip(*runs[case], strict=True):
@@ -305,6 +321,10 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
             # Every request with an Idempotency-Key against none (broker up; partitioned), same
             # body, ABBA (A: keyless, B: keyed): (B1+B2)/(A1+A2) under load, and per round.
             **keys,
+            # uvloop (the default) against the standard library's loop, broker up, same body
+            # (A: asyncio, B: uvloop): (B1+B2)/(A1+A2) under load, and per round.
+            **_loop_ratio(load_rates("published_asyncio"), load_rates("published")),
+            "asyncio_single_p50_ms": single_p50("published_asyncio"),
             "published_run_order": orders["published"],
             "stored_run_order": orders["stored"],
         }

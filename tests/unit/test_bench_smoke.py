@@ -57,6 +57,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         "gateway": GATEWAY_RUN | REPEATED,
         "gateway_keyless": GATEWAY_RUN | REPEATED,
         "gateway_declarative": GATEWAY_RUN | REPEATED,
+        "gateway_asyncio": GATEWAY_RUN | REPEATED,
         "faststream_relay": {"events_per_s", "complete", "cpu_ms_per_event"},
         "aio_pika_relay": {"events_per_s", "complete", "cpu_ms_per_event"},
         "aio_pika_raw_64": {"events_per_s", "complete"},
@@ -68,6 +69,11 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             "keyless_events_per_s",
             "keys_cpu_vs_keyless",
             "run_order",
+            "uvloop_vs_asyncio",
+            "uvloop_vs_asyncio_rounds",
+            "uvloop_cpu_vs_asyncio",
+            "asyncio_events_per_s",
+            "asyncio_cpu_ms_per_event",
         }
         | {key for comparison in COMPARISONS["forwarding"] for key in abba_ratio(comparison)},
     },
@@ -75,6 +81,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         "published": HTTP_RUN | {"answered_published"} | REPEATED,
         "published_keyless": HTTP_RUN | {"answered_published"} | REPEATED,
         "published_declarative": HTTP_RUN | {"answered_published"} | REPEATED,
+        "published_asyncio": HTTP_RUN | {"answered_published"} | REPEATED,
         "stored": HTTP_RUN | {"answered_stored", "breaker_opened_after_s"} | REPEATED,
         "stored_keyless": HTTP_RUN | {"answered_stored", "breaker_opened_after_s"} | REPEATED,
         "ratios": {
@@ -88,6 +95,10 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             "stored_keyless_requests_per_s",
             "published_run_order",
             "stored_run_order",
+            "uvloop_vs_asyncio",
+            "uvloop_vs_asyncio_rounds",
+            "asyncio_requests_per_s",
+            "asyncio_single_p50_ms",
         }
         | {key for comparison in COMPARISONS["http"] for key in abba_ratio(comparison)},
     },

@@ -340,7 +340,9 @@ class ImageCheck:
                     bad.append(line)
             assert not bad, f"{len(bad)} non-JSON lines, e.g. {bad[:3]}"
             assert "Traceback" not in "\n".join(lines)
-            out["detail"] = f"{len(lines)} lines"
+            # The image's `breakwater run` is on uvloop (the default BREAKWATER_EVENT_LOOP).
+            assert "breakwater ready on the uvloop event loop" in "\n".join(lines)
+            out["detail"] = f"{len(lines)} lines, uvloop"
 
         self.proxy.heal()
         b = self.start("b", None)
