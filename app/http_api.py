@@ -21,21 +21,21 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from .catalog import Catalog, InvalidPayload
-from .events import Event
+from . import batch
+from .catalog import Catalog, Channel, InvalidPayload
+from .events import Event, new_id
 from .idempotency import IdempotentPublisher, KeyConflict, KeyInFlight
 from .outbound import Unroutable
 from .publisher import Outcome
+from .refusals import Refusal, refusal
 from .settings import Settings
 from .status_page import StatusSnapshot, render
-from .store import StoreError, StoreFull
+from .store import StoreError
 
 log = logging.getLogger("breakwater.http")
 
 # Header values become AMQP short strings (<= 255 bytes); printable ASCII keeps them loggable.
 _ID_PATTERN = re.compile(r"^[\x21-\x7e]{1,200}$")
-RETRY_AFTER_STORE_FULL_S = 30
-RETRY_AFTER_STORE_BROKEN_S = 5
 # Set on a 202 that answers a repeat of an earlier request's Idempotency-Key (nothing was published).
 REPLAYED_HEADER = "Idempotent-Replayed"
 # The status page has no scripts and only inline styles; forbid everything else.
@@ -56,6 +56,10 @@ class BodyTooLarge(Exception):
 
 def _error(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def _retry_after(refused: Refusal) -> dict[str, str] | None:
+    return None if refused.retry_after_s is None else {"Retry-After": str(refused.retry_after_s)}
 
 
 async def _routing_error(request: Request, exc: Exception) -> Response:
@@ -139,6 +143,7 @@ class HttpApi:
         self.app = Starlette(
             routes=[
                 Route("/v1/events/{channel}", self.post_event, methods=["POST"]),
+                Route("/v1/events/{channel}/batch", self.post_batch, methods=["POST"]),
                 Route("/healthz", self.healthz, methods=["GET"]),
                 Route("/readyz", self.readyz, methods=["GET"]),
                 Route("/metrics", self.metrics, methods=["GET"]),
@@ -161,7 +166,8 @@ class HttpApi:
         matches = [hmac.compare_digest(candidate, token) for token in self._tokens]
         return any(matches)
 
-    async def post_event(self, request: Request) -> Response:
+    async def _channel_and_body(self, request: Request) -> tuple[Channel, bytes] | Response:
+        """The request's channel and body, or the answer when it has neither (401, 404, 413)."""
         name = request.path_params["channel"]
         if not self._authorized(request):
             self.on_rejected(name, "unauthorized")
@@ -183,6 +189,23 @@ class HttpApi:
             return JSONResponse(detail, 413, {"Connection": "close"})
         except ClientDisconnect:
             return Response(status_code=400)
+        return channel, body
+
+    async def _open(
+        self, request: Request
+    ) -> tuple[Channel, bytes, dict[str, str | None]] | Response:
+        """Channel, body and id headers of an event request, or the answer when one is wrong."""
+        opened = await self._channel_and_body(request)
+        if isinstance(opened, Response):
+            return opened
+        channel, body = opened
+        ids = self._id_headers(request, channel.name)
+        if isinstance(ids, Response):
+            return ids
+        return channel, body, ids
+
+    def _id_headers(self, request: Request, name: str) -> dict[str, str | None] | Response:
+        """`message_id` and `correlation_id` from their headers (None when absent), or the 422."""
         ids: dict[str, str | None] = {}
         for header, field in (
             ("idempotency-key", "message_id"),
@@ -193,6 +216,14 @@ class HttpApi:
                 self.on_rejected(name, "invalid_header")
                 return _error(422, f"{header} must be 1-200 printable ASCII characters")
             ids[field] = value
+        return ids
+
+    async def post_event(self, request: Request) -> Response:
+        opened = await self._open(request)
+        if isinstance(opened, Response):
+            return opened
+        channel, body, ids = opened
+        name = channel.name
         try:
             normalised = channel.payload.validate(body)
         except InvalidPayload as exc:
@@ -201,21 +232,10 @@ class HttpApi:
         event = Event.accept(name, normalised, **ids)
         try:
             accepted = await self._publisher.submit(event, keyed=ids["message_id"] is not None)
-        except KeyConflict as exc:
-            self.on_rejected(name, "idempotency_conflict")
-            return _error(422, str(exc))
-        except KeyInFlight as exc:
-            self.on_rejected(name, "idempotency_in_flight")
-            return _error(409, str(exc), {"Retry-After": str(exc.retry_after_s)})
-        except StoreFull as exc:
-            self.on_rejected(name, "store_full")
-            return _error(503, str(exc), {"Retry-After": str(RETRY_AFTER_STORE_FULL_S)})
-        except StoreError as exc:
-            self.on_rejected(name, "store_unavailable")
-            return _error(503, str(exc), {"Retry-After": str(RETRY_AFTER_STORE_BROKEN_S)})
-        except Unroutable as exc:
-            self.on_rejected(name, "unroutable")
-            return _error(502, f"the broker could not route the event: {exc}")
+        except (KeyConflict, KeyInFlight, StoreError, Unroutable) as exc:
+            refused = refusal(exc)
+            self.on_rejected(name, refused.reason)
+            return _error(refused.status, refused.detail, _retry_after(refused))
         headers: dict[str, str] = {}
         if accepted.repeat:
             self.on_repeat(name, "http")
@@ -231,6 +251,103 @@ class HttpApi:
             status_code=202,
             headers=headers,
         )
+
+    async def post_batch(self, request: Request) -> Response:
+        """Many events of one channel (app/batch.py): each validated and answered on its own."""
+        opened = await self._open(request)
+        if isinstance(opened, Response):
+            return opened
+        channel, body, ids = opened
+        name = channel.name
+        atomic = request.query_params.get("atomic", "false").lower()
+        if atomic not in ("true", "false"):
+            self.on_rejected(name, "invalid_batch")
+            return _error(422, "atomic must be true or false")
+        try:
+            payloads = batch.read_payloads(
+                body,
+                ndjson=batch.is_ndjson(request.headers.get("content-type")),
+                limit=self._settings.max_batch_events,
+            )
+        except batch.BatchRefused as exc:
+            self.on_rejected(name, "invalid_batch")
+            return _error(422, str(exc))
+        key_base = ids["message_id"]
+        if key_base is not None and len(key_base) > batch.longest_key_base(len(payloads)):
+            self.on_rejected(name, "invalid_header")
+            longest = batch.longest_key_base(len(payloads))
+            return _error(
+                422,
+                f"idempotency-key of a batch of {len(payloads)} events may have at most"
+                f" {longest} characters (each event's key is <key>:<index>)",
+            )
+        outcomes = batch.validate(
+            channel, payloads, key_base=key_base, correlation_id=ids["correlation_id"] or new_id()
+        )
+        if atomic == "true":
+            if key_base is not None:
+                batch.check_keys(self._publisher, outcomes)
+            if outcomes.refusals():
+                return self._batch_refused(name, outcomes, atomic=True)
+        await batch.submit(self._publisher, outcomes, keyed=key_base is not None)
+        return self._batch_answer(channel, outcomes)
+
+    def _batch_answer(self, channel: Channel, outcomes: batch.Outcomes) -> Response:
+        accepted = outcomes.accepted
+        if not accepted:
+            return self._batch_refused(channel.name, outcomes, atomic=False)
+        repeats = 0
+        for answer in outcomes.answers.values():
+            if isinstance(answer, Refusal):
+                self.on_rejected(channel.name, answer.reason)
+            elif answer.repeat:
+                repeats += 1
+                self.on_repeat(channel.name, "http")
+            else:
+                self.on_accepted(channel.name, answer.outcome)
+        headers: dict[str, str] = {}
+        if repeats == len(outcomes.answers):
+            headers[REPLAYED_HEADER] = "true"  # the whole batch repeats an accepted one
+        if channel.deprecated:
+            for _ in range(accepted - repeats):
+                self.on_deprecated(channel.name)
+            headers["Deprecation"] = "true"
+        return JSONResponse(
+            {
+                "accepted": accepted,
+                "rejected": outcomes.size - accepted,
+                "results": outcomes.results(),
+            },
+            status_code=202,
+            headers=headers,
+        )
+
+    def _batch_refused(self, name: str, outcomes: batch.Outcomes, *, atomic: bool) -> Response:
+        """No event of the batch was accepted. The status is the one a retry should follow:
+        without atomic, 503 (retry later), 409, 502, then 422; atomic, refused at the door, 422
+        (invalid events or a key conflict), then 409. Invalid events' errors are the `detail`,
+        each located in the batch (`/3/quantity`)."""
+        refusals = outcomes.refusals()
+        for refused in refusals:
+            self.on_rejected(name, refused.reason)
+        for _ in range(outcomes.size - len(refusals)):
+            self.on_rejected(name, "atomic_batch_refused")  # valid, but not accepted alone
+        order = (422, 409) if atomic else (503, 409, 502, 422)
+        status = next(s for s in order if any(r.status == s for r in refusals))
+        first = next(r for r in refusals if r.status == status)
+        errors = outcomes.batch_errors()
+        detail: Any = (
+            errors
+            if status == 422 and errors
+            else f"no event of the batch was accepted: {first.detail}"
+        )
+        body = {
+            "detail": detail,
+            "accepted": 0,
+            "rejected": outcomes.size,
+            "results": outcomes.results(),
+        }
+        return JSONResponse(body, status_code=status, headers=_retry_after(first))
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -142,6 +142,22 @@ class IdempotentPublisher:
         for key in await self._store.recent_keys(since, self.max_keys):
             self._remember(key)
 
+    def check(self, event: Event) -> None:
+        """Raise the KeyConflict or KeyInFlight that `submit` (refusing in-flight repeats) would
+        raise for `event`, a keyed one, right now; change nothing. An atomic batch checks every
+        key before it submits any event."""
+        if not self.enabled:
+            return
+        key, mark = event.message_id, digest(event)
+        pending = self._pending.get(key)
+        if pending is not None:
+            if pending.digest != mark:
+                raise KeyConflict(key, pending.channel, event.channel)
+            raise KeyInFlight(key)
+        seen = self._seen.get(key)
+        if seen is not None and seen.created_ms >= _now_ms() - self.ttl_ms and seen.digest != mark:
+            raise KeyConflict(key, seen.channel, event.channel)
+
     async def submit(
         self, event: Event, *, keyed: bool, in_flight: Literal["refuse", "wait"] = "refuse"
     ) -> Accepted:

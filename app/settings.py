@@ -124,6 +124,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1024 * 1024, gt=0, description="Largest HTTP body accepted (413 above)."
     )
+    max_batch_events: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Most events in one `POST /v1/events/{channel}/batch` (422 above).",
+    )
     log_format: LogFormat = Field(
         default=LogFormat.console, description="`console` or `json` (one JSON object per line)."
     )

@@ -56,6 +56,10 @@ class PayloadSchema(Protocol):
         """The normalised JSON of a valid body; raises InvalidPayload with every error."""
         ...
 
+    def validate_data(self, data: Any) -> bytes:
+        """The same for a JSON value already read by `load_json` (an event of a batch)."""
+        ...
+
     def json_schema(self) -> dict[str, Any]:
         """The schema the documents show: the one `validate` checks against."""
         ...
@@ -74,6 +78,12 @@ class ModelPayload:
     def validate(self, body: bytes) -> bytes:
         try:
             return parse_payload(self.model, body).model_dump_json().encode()
+        except ValidationError as exc:
+            raise InvalidPayload(pydantic_errors(exc)) from None
+
+    def validate_data(self, data: Any) -> bytes:
+        try:
+            return self.model.model_validate(data).model_dump_json().encode()
         except ValidationError as exc:
             raise InvalidPayload(pydantic_errors(exc)) from None
 
@@ -113,6 +123,9 @@ class JsonSchemaPayload:
         except NotJson as exc:
             error = {"type": "json_invalid", "loc": [], "msg": f"Invalid JSON: {exc}"}
             raise InvalidPayload([{**error, "pointer": ""}]) from None
+        return self.validate_data(data)
+
+    def validate_data(self, data: Any) -> bytes:
         if not self._validator.is_valid(data):
             raise InvalidPayload(self.errors(data))
         try:

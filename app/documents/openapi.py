@@ -20,14 +20,10 @@ from .. import __version__
 from ..breaker import BreakerState
 from ..catalog import Catalog, Channel
 from ..catalog.channel import MAX_NAME_LENGTH, NAME_PATTERN, title_of
-from ..http_api import (
-    _ID_PATTERN,
-    REPLAYED_HEADER,
-    RETRY_AFTER_STORE_BROKEN_S,
-    RETRY_AFTER_STORE_FULL_S,
-)
+from ..http_api import _ID_PATTERN, REPLAYED_HEADER
 from ..idempotency import KEY_WRITE_DELAY_S, RETRY_AFTER_IN_FLIGHT_S, KeyConflict, KeyInFlight
 from ..publisher import Outcome
+from ..refusals import RETRY_AFTER_STORE_BROKEN_S, RETRY_AFTER_STORE_FULL_S
 from ..settings import Settings
 from .asyncapi import duration, payload_schemas, setting_default, setting_name
 
