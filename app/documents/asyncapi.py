@@ -176,7 +176,7 @@ within the window is answered `202` with the first request's `message_id` and `s
 invalid payload or an `Idempotency-Key` already used for another body or channel, `409` with \
 `Retry-After` while the first request with the key is still in flight, `413` body too large, \
 `401` missing or wrong token, `503` with `Retry-After` when neither the broker nor the store can \
-take the event. The OpenAPI document (`/docs/openapi`) has every answer.
+take the event. `POST /v1/events/{{channel}}/batch` takes many events of one channel (a JSON array, or NDJSON), each validated and answered on its own, in array order (`?atomic=true`: all or nothing; `Idempotency-Key: <base>` keys event i as `<base>:<i>`). The OpenAPI document (`/docs/openapi`) has every answer.
 - **AMQP:** publish the JSON payload to the queue `breakwater.in.<channel>` (each `receive` \
 operation below). A message is acked once its event is published or stored; an invalid one is \
 moved to `{DEAD_LETTER_QUEUE}` with the reason in `{ERROR_HEADER}`. A message whose `message_id` \

@@ -2,7 +2,8 @@
 
 One `POST` operation per channel, whose request body is the schema the ingress validates against
 (`app.documents.asyncapi.payload_schemas`' accepting form: decimals as numbers or strings), so that a client
-generated from this document sends what the gateway takes. Every answer `app.http_api` can give is
+generated from this document sends what the gateway takes; and one per channel for its batches
+(`/v1/events/<channel>/batch`, `app.batch`: an array of that same schema, or NDJSON). Every answer `app.http_api` can give is
 listed with its body and headers; `tests/integration/test_openapi_schemathesis.py` holds the
 running gateway to that, on a real broker. `openapi.json` at the repository root is this document
 for the default catalog (a unit test checks that it has not drifted).
@@ -17,6 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import __version__
+from ..batch import longest_key_base
 from ..breaker import BreakerState
 from ..catalog import Catalog, Channel
 from ..catalog.channel import MAX_NAME_LENGTH, NAME_PATTERN, title_of
@@ -36,6 +38,12 @@ IDEMPOTENCY_KEY = "Idempotency-Key"
 CORRELATION_ID = "X-Correlation-ID"
 
 TTL_SETTING = setting_name("idempotency_ttl_s")
+MAX_BATCH_SETTING = setting_name("max_batch_events")
+MAX_BATCH_EVENTS: int = setting_default("max_batch_events")
+MAX_BODY_SETTING = setting_name("max_body_bytes")
+# The longest `Idempotency-Key` base of any batch (one event: `<base>:0`); longer batches less.
+LONGEST_KEY_BASE = longest_key_base(1)
+ATOMIC = "atomic"
 MAX_KEYS_SETTING = setting_name("idempotency_max_keys")
 IDEMPOTENCY_WINDOW = (
     f"The idempotency window: `{TTL_SETTING}` (by default"
@@ -80,6 +88,23 @@ Retrying is safe: send the same `{IDEMPOTENCY_KEY}` (semantics of the IETF HTTP 
 `draft-ietf-httpapi-idempotency-key-header`). {IDEMPOTENCY}
 
 Retry a `503` or a `409` after its `Retry-After`; never retry another `4xx` unchanged.
+
+## Batches
+
+`POST /v1/events/<channel>/batch` takes many events of one channel in one request: a JSON array \
+of the channel's payloads, or NDJSON (`Content-Type: application/x-ndjson`, one payload per line, \
+blank lines ignored), at most `{MAX_BATCH_SETTING}` events (by default {MAX_BATCH_EVENTS:,}) and \
+`{MAX_BODY_SETTING}` bytes. Each event is validated and answered on its own, in array order: \
+`202` as soon as one event is accepted, with one result per event (`message_id` and `status`, or \
+the error a single request would have had); valid events are accepted beside invalid ones. \
+`?{ATOMIC}=true` is all or nothing at the door: one invalid event, or one key used for another \
+event or still in flight, and no event is accepted. When no event is accepted the answer is the \
+status a retry should follow (`503`, `409`, `502`, then `422`; refused at the door of an \
+atomic batch: `422`, then `409`), with every event's result.
+
+`{IDEMPOTENCY_KEY}: <base>` keys event `i` as `<base>:<i>`: retrying the batch with the same base \
+repeats the accepted events (nothing published again) and retries the others. \
+`{CORRELATION_ID}` is every event's `correlation_id` (absent: one new id for the whole batch).
 
 The AsyncAPI document (`/docs/asyncapi`) describes the same channels as consumers receive them.
 """
@@ -387,6 +412,328 @@ def _generic_operation(catalog: Catalog, security: list[dict[str, list[str]]]) -
     }
 
 
+# --- batches (`app.batch`) --------------------------------------------------------------------
+
+NDJSON = "application/x-ndjson"
+BATCH_ERRORS: dict[str, str] = {
+    "202": "At least one event was accepted (published or stored): `results` has one entry per"
+    " event, in array order, with its `message_id` and `status`, or (`rejected` > 0: a partly"
+    " accepted batch) the error a single request would have had (`error.status`, `detail`,"
+    " `retry_after`). Without `atomic`, valid events are accepted beside invalid ones; with"
+    " `atomic=true`, one can still be rejected after the door (the store full, the broker"
+    " refusing it, its key taken meanwhile). Retrying the batch with the same"
+    f" `{IDEMPOTENCY_KEY}` base repeats the accepted events (nothing published again) and"
+    " retries the others.",
+    "401": ERRORS["401"],
+    "404": ERRORS["404"],
+    "409": "No event was accepted, and a retry after `Retry-After` seconds"
+    f" ({RETRY_AFTER_IN_FLIGHT_S}) may be: without `atomic`, no event was refused `503` and at"
+    f" least one event's key (`<base>:<index>`) is still in flight for a request with the same"
+    " body; with `atomic=true`, no event is invalid or in conflict, and at least one event's key"
+    " is in flight (nothing was submitted). `detail` names the first such key; `results` has"
+    " every event's answer.",
+    "413": f"The batch's body is larger than `{MAX_BODY_SETTING}`. The gateway closes the"
+    " connection after answering.",
+    "422": "The request is not a batch the gateway takes (`Error`, `detail` a sentence): the"
+    " body is not JSON, not an array, has no events (an empty array, or NDJSON with only blank"
+    f" lines) or more than `{MAX_BATCH_SETTING}` ({MAX_BATCH_EVENTS:,} by default); `{ATOMIC}`"
+    f" is neither `true` nor `false`; `{IDEMPOTENCY_KEY}` / `{CORRELATION_ID}` is not 1-200"
+    f" printable ASCII characters, or the key base is too long for the batch (base, `:` and"
+    " the last index at most 200 characters). Or no event was accepted (`BatchRefused`):"
+    " without `atomic`, every event was invalid or its key already used for another event"
+    " (and none refused `503`, `409` or `502`); with `atomic=true`, at least one event is"
+    " invalid or its key already used for another event, so none was submitted. `detail`: every"
+    " invalid event's errors, `loc` starting with the event's index and `pointer` into the"
+    " batch (`/3/items/0/quantity`); without invalid events, a sentence naming the first"
+    " key in conflict.",
+    "502": "No event was accepted; none was refused `503` or `409`, and at least one could not"
+    " be routed by the broker (the events exchange lost its alternate exchange): not retried by"
+    " the gateway.",
+    "503": "No event was accepted, and at least one because neither the broker nor the fallback"
+    " store could take it (the store is full, or cannot be written): retry the batch after"
+    f" `Retry-After` seconds ({RETRY_AFTER_STORE_FULL_S} when full,"
+    f" {RETRY_AFTER_STORE_BROKEN_S} when unwritable).",
+}
+
+
+def _detail_schema(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "anyOf": [
+            {"type": "string"},
+            {"type": "array", "items": {"$ref": SCHEMAS + "PayloadError"}},
+        ],
+    }
+
+
+def _index_schema() -> dict[str, Any]:
+    return {"type": "integer", "minimum": 0, "description": "The event's place in the batch."}
+
+
+def _batch_result_schemas() -> dict[str, Any]:
+    # `app.batch.Outcomes.results`, `app.refusals.Refusal.as_json`.
+    accepted = _accepted_schema()
+    accepted["description"] = "An accepted event: published, or stored to be replayed."
+    accepted["properties"] = {
+        "index": _index_schema(),
+        **accepted["properties"],
+        "repeated": {
+            "const": True,
+            "description": f"Only on a repeat of a key (`{IDEMPOTENCY_KEY}` base and index)"
+            " this replica accepted within its idempotency window: the first `message_id` and"
+            " `status`; nothing was published again.",
+        },
+    }
+    accepted["required"] = ["index", *accepted["required"]]
+    rejected = {
+        "type": "object",
+        "description": "An event not accepted: the answer a single request would have had.",
+        "properties": {
+            "index": _index_schema(),
+            "status": {"const": "rejected"},
+            "error": {
+                "type": "object",
+                "properties": {
+                    "status": {
+                        "type": "integer",
+                        "enum": [409, 422, 502, 503],
+                        "description": "The status a single request would have been answered.",
+                    },
+                    "detail": _detail_schema(
+                        "What is wrong: a sentence, or (an invalid payload) every error, located"
+                        " in the event itself (`pointer` `/items/0/quantity`)."
+                    ),
+                    "retry_after": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "description": "Seconds to wait before retrying it (`409`, `503`).",
+                    },
+                },
+                "required": ["status", "detail"],
+                "additionalProperties": False,
+            },
+        },
+        "required": ["index", "status", "error"],
+        "additionalProperties": False,
+    }
+    not_accepted = {
+        "type": "object",
+        "description": "A valid event of an `atomic=true` batch refused for the others.",
+        "properties": {"index": _index_schema(), "status": {"const": "not_accepted"}},
+        "required": ["index", "status"],
+        "additionalProperties": False,
+    }
+    names = {
+        "BatchResultAccepted": accepted,
+        "BatchResultRejected": rejected,
+        "BatchResultNotAccepted": not_accepted,
+    }
+    mapping = {outcome.value: SCHEMAS + "BatchResultAccepted" for outcome in Outcome}
+    mapping |= {
+        "rejected": SCHEMAS + "BatchResultRejected",
+        "not_accepted": SCHEMAS + "BatchResultNotAccepted",
+    }
+    return {
+        "BatchResult": {
+            "description": "One event's answer, by its `status`.",
+            "oneOf": [{"$ref": SCHEMAS + name} for name in names],
+            "discriminator": {"propertyName": "status", "mapping": mapping},
+        },
+        **names,
+    }
+
+
+def _results_schema() -> dict[str, Any]:
+    return {
+        "type": "array",
+        "minItems": 1,
+        "items": {"$ref": SCHEMAS + "BatchResult"},
+        "description": "One result per event, in array order (`index` 0, 1, ...).",
+    }
+
+
+def _batch_accepted_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "A batch of which at least one event was accepted.",
+        "properties": {
+            "accepted": {"type": "integer", "minimum": 1, "description": "Events accepted."},
+            "rejected": {"type": "integer", "minimum": 0, "description": "Events not accepted."},
+            "results": _results_schema(),
+        },
+        "required": ["accepted", "rejected", "results"],
+        "additionalProperties": False,
+    }
+
+
+def _batch_refused_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "A batch of which no event was accepted: `Error`'s `detail` and every"
+        " event's result.",
+        "properties": {
+            "detail": _detail_schema(
+                "A sentence (the first refusal of the answer's status), or (`422` with invalid"
+                " events) every invalid event's errors, each located in the batch: `loc` starts"
+                " with the event's index, `pointer` points into the array (`/3/items/0/quantity`)."
+            ),
+            "accepted": {"const": 0},
+            "rejected": {"type": "integer", "minimum": 1, "description": "Every event."},
+            "results": _results_schema(),
+        },
+        "required": ["detail", "accepted", "rejected", "results"],
+        "additionalProperties": False,
+    }
+
+
+def _batch_responses(channel: Channel | None) -> dict[str, Any]:
+    single = _event_responses(channel)
+    headers = dict(single["202"]["headers"])  # Deprecation on a deprecated channel
+    headers[REPLAYED_HEADER] = _header(
+        {"type": "string", "enum": ["true"]},
+        "Only when every event of the batch repeats one this replica accepted within its"
+        " idempotency window (same key base, index and body): nothing was published again.",
+        required=False,
+    )
+    refused_or_error = {
+        "content": {
+            "application/json": {
+                "schema": {
+                    "anyOf": [{"$ref": SCHEMAS + "Error"}, {"$ref": SCHEMAS + "BatchRefused"}]
+                }
+            }
+        }
+    }
+    responses: dict[str, Any] = {
+        "202": {**_json("BatchAccepted"), "headers": headers},
+        "401": _json("Error", headers=single["401"]["headers"]),
+        "404": _json("Error"),
+        "409": _json("BatchRefused", headers=single["409"]["headers"]),
+        "413": _json("Error", headers=single["413"]["headers"]),
+        "422": refused_or_error,
+        "502": _json("BatchRefused"),
+        "503": _json("BatchRefused", headers=single["503"]["headers"]),
+    }
+    if channel is not None:
+        del responses["404"]  # as for one event: only the generic route names an unknown channel
+    return {
+        status: {"description": BATCH_ERRORS[status], **response}
+        for status, response in responses.items()
+    }
+
+
+def _batch_headers() -> list[dict[str, Any]]:
+    key, correlation = _id_headers()
+    key["description"] = (
+        "The base of the batch's keys: event `i` gets `<base>:<i>` as its `message_id` and"
+        " idempotency key, so the base, `:` and the last index are at most 200 characters"
+        f" together (a base of at most {LONGEST_KEY_BASE} characters for one event,"
+        f" {longest_key_base(MAX_BATCH_EVENTS)} for {MAX_BATCH_EVENTS:,}); longer is refused"
+        " `422`. Send the same base when retrying the same batch. Without it each event gets a"
+        " new `message_id` (32 hex digits) and every request is new events.\n\n"
+        "Each event's key is handled as a single request's (see the API description), and"
+        " answered in its result: a repeat of an accepted event with the same channel and body"
+        " is `repeated: true` with the first `message_id` and `status` (nothing published"
+        " again; `Idempotent-Replayed: true` when every event repeats); one still in flight is"
+        f" `error.status` `409` with `retry_after` ({RETRY_AFTER_IN_FLIGHT_S}); one used for"
+        " another channel or body is `422`. " + IDEMPOTENCY_WINDOW
+    )
+    key["schema"] = {
+        **_id_schema("Event `i`'s `message_id` is `<base>:<i>`."),
+        "maxLength": LONGEST_KEY_BASE,
+    }
+    correlation["description"] = (
+        "Every event's `correlation_id`. Default: one new id for the whole batch."
+    )
+    correlation["schema"] = _id_schema("Becomes every event's `correlation_id`.")
+    atomic = {
+        "name": ATOMIC,
+        "in": "query",
+        "required": False,
+        "description": "`true`: all or nothing at the door. One invalid event, or one key used"
+        " for another event or still in flight, and no event is accepted (`422`, `409`). A"
+        " refusal after that (the store full, the broker refusing an event, a key taken"
+        " meanwhile) is answered per event.",
+        "schema": {"type": "string", "enum": ["true", "false"], "default": "false"},
+    }
+    return [atomic, key, correlation]
+
+
+def _batch_body(schema: dict[str, Any], examples: Iterable[Any] = ()) -> dict[str, Any]:
+    items = [copy.deepcopy(example) for example in examples]
+    array: dict[str, Any] = {
+        "schema": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_BATCH_EVENTS,
+            **({"items": schema} if schema else {}),
+        }
+    }
+    ndjson: dict[str, Any] = {
+        "schema": {
+            "type": "string",
+            "description": "One payload per line (JSON, no envelope); blank lines are ignored."
+            " A line that is not JSON is that event's error, not the batch's.",
+        }
+    }
+    if items:
+        array["example"] = items
+        ndjson["example"] = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
+    return {
+        "required": True,
+        "description": f"The events, in order: a JSON array, or NDJSON (`Content-Type: {NDJSON}`;"
+        " `application/ndjson`, `application/jsonl` and `application/x-jsonlines` too). At most"
+        f" `{MAX_BATCH_SETTING}` events (by default {MAX_BATCH_EVENTS:,}) and"
+        f" `{MAX_BODY_SETTING}` bytes.",
+        "content": {"application/json": array, NDJSON: ndjson},
+    }
+
+
+def _channel_batch_operation(
+    channel: Channel, accepted_ref: str, security: list[dict[str, list[str]]]
+) -> dict[str, Any]:
+    description = "\n\n".join(
+        part
+        for part in (
+            "**Deprecated:** still accepted; plan to move off it." if channel.deprecated else "",
+            f"Publishes many `{channel.name}` events, in array order: each validated and"
+            " answered on its own (`results`), valid ones accepted beside invalid ones unless"
+            f" `{ATOMIC}=true`. Money amounts may be JSON numbers or decimal strings.",
+        )
+        if part
+    )
+    operation: dict[str, Any] = {
+        "tags": ["events"],
+        "operationId": "post" + title_of(channel.name) + "Batch",
+        "summary": f"Publish a batch of `{channel.name}` events.",
+        "description": description,
+        "parameters": _batch_headers(),
+        "requestBody": _batch_body({"$ref": accepted_ref}, channel.examples),
+        "responses": _batch_responses(channel),
+        "security": security,
+    }
+    if channel.deprecated:
+        operation["deprecated"] = True
+    return operation
+
+
+def _generic_batch_operation(
+    catalog: Catalog, security: list[dict[str, list[str]]]
+) -> dict[str, Any]:
+    generic = _generic_operation(catalog, security)
+    return {
+        "tags": ["events"],
+        "operationId": "postEventBatch",
+        "summary": "Publish a batch of events of any channel, by name.",
+        "description": "The route behind the per-channel batch operations, which say what each"
+        " channel's payload is. An unknown channel is answered `404`.",
+        "parameters": [generic["parameters"][0], *_batch_headers()],
+        "requestBody": _batch_body({}),
+        "responses": _batch_responses(None),
+        "security": security,
+    }
+
+
 def _operations_paths() -> dict[str, Any]:
     return {
         "/healthz": {
@@ -478,10 +825,18 @@ def document(catalog: Catalog, *, tokens_required: bool = False) -> dict[str, An
         for channel in channels
     }
     paths["/v1/events/{channel}"] = {"post": _generic_operation(catalog, security)}
+    for channel in channels:
+        paths[f"/v1/events/{channel.name}/batch"] = {
+            "post": _channel_batch_operation(channel, accepted[channel.name], security)
+        }
+    paths["/v1/events/{channel}/batch"] = {"post": _generic_batch_operation(catalog, security)}
     paths.update(_operations_paths())
     schemas = {
         **_referenced(all_schemas, accepted.values()),
         "Accepted": _accepted_schema(),
+        "BatchAccepted": _batch_accepted_schema(),
+        "BatchRefused": _batch_refused_schema(),
+        **_batch_result_schemas(),
         "Error": _error_schema(),
         "PayloadError": _payload_error_schema(),
         "Health": {

@@ -5,9 +5,11 @@ tests/integration/test_openapi_schemathesis.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,10 @@ from app.documents import openapi, pages
 from app.events import Event
 from app.http_api import REPLAYED_HEADER, HttpApi
 from app.idempotency import RETRY_AFTER_IN_FLIGHT_S, Accepted, KeyConflict, KeyInFlight
+from app.outbound import Unroutable
 from app.publisher import Outcome
 from app.settings import Settings
+from app.store import StoreFull
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "openapi.json"
@@ -235,10 +239,9 @@ class _StubPublisher:
         return self.answer
 
 
-async def _post(
-    answer: Accepted | Exception, tmp_path: Path, channel: str = "orders.created"
-) -> tuple[httpx.Response, _StubPublisher]:
-    publisher = _StubPublisher(answer)
+@contextlib.asynccontextmanager
+async def _client(publisher: object, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the HTTP ingress in front of a stub publisher (no broker, no store)."""
     api = HttpApi(
         Settings(_env_file=None, store_path=tmp_path / "store.db"),
         DEFAULT_CATALOG,
@@ -249,6 +252,14 @@ async def _post(
     )
     transport = httpx.ASGITransport(app=api.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        yield client
+
+
+async def _post(
+    answer: Accepted | Exception, tmp_path: Path, channel: str = "orders.created"
+) -> tuple[httpx.Response, _StubPublisher]:
+    publisher = _StubPublisher(answer)
+    async with _client(publisher, tmp_path) as client:
         response = await client.post(
             f"/v1/events/{channel}",
             json=DEFAULT_CATALOG[channel].example,
@@ -337,3 +348,187 @@ def test_the_page_renderer_is_found_and_the_page_loads_it_from_the_gateway() -> 
     assert "validatorUrl: null" in page  # no call to validator.swagger.io
     assert "http://" not in page  # nothing from elsewhere
     assert "https://" not in page
+
+
+# --- batches ---------------------------------------------------------------------------------
+
+
+def test_every_channel_has_its_batch_operation_with_the_single_operations_schema() -> None:
+    doc = openapi.document(SHIPMENTS)
+    max_events = Settings.model_fields["max_batch_events"].default
+    for name in SHIPMENTS:
+        single = doc["paths"][f"/v1/events/{name}"]["post"]
+        operation = doc["paths"][f"/v1/events/{name}/batch"]["post"]
+        assert operation["operationId"] == single["operationId"] + "Batch"
+        content = operation["requestBody"]["content"]
+        array = content["application/json"]["schema"]
+        assert array["items"] == single["requestBody"]["content"]["application/json"]["schema"]
+        assert (array["type"], array["minItems"], array["maxItems"]) == ("array", 1, max_events)
+        assert content["application/json"]["example"] == list(SHIPMENTS[name].examples)
+        assert content["application/x-ndjson"]["schema"]["type"] == "string"
+        params = {p["name"]: p for p in operation["parameters"]}
+        assert set(params) == {"atomic", "Idempotency-Key", "X-Correlation-ID"}
+        assert params["atomic"]["in"] == "query"
+        assert params["atomic"]["schema"]["enum"] == ["true", "false"]
+        # `<base>:0` is at most 200 characters.
+        assert params["Idempotency-Key"]["schema"]["maxLength"] == 198
+        responses = operation["responses"]
+        assert set(responses) == set(single["responses"])
+        assert set(responses["202"]["headers"]) == set(single["responses"]["202"]["headers"])
+        for status in ("409", "503"):
+            assert responses[status]["headers"]["Retry-After"]["required"] is True
+        assert operation.get("deprecated") == single.get("deprecated")
+    assert doc["paths"]["/v1/events/shipments.dispatched/batch"]["post"]["operationId"] == (
+        "postShipmentsDispatchedBatch"
+    )
+    generic = doc["paths"]["/v1/events/{channel}/batch"]["post"]
+    assert generic["operationId"] == "postEventBatch"
+    assert "404" in generic["responses"]
+    assert "Batches" in doc["info"]["description"]
+    ids = [op["operationId"] for path in doc["paths"].values() for op in path.values()]
+    assert len(ids) == len(set(ids))
+
+
+def test_the_batch_request_schemas_take_the_examples_and_refuse_what_is_no_batch() -> None:
+    doc = openapi.document(DEFAULT_CATALOG)
+    for name, channel in DEFAULT_CATALOG.items():
+        operation = doc["paths"][f"/v1/events/{name}/batch"]["post"]
+        content = operation["requestBody"]["content"]["application/json"]
+        validator = jsonschema_rs.validator_for(
+            {**content["schema"], "components": doc["components"]}
+        )
+        assert validator.is_valid(content["example"])
+        assert not validator.is_valid([])
+        assert not validator.is_valid(channel.example)  # one payload is not a batch
+        assert not validator.is_valid([channel.example] * (openapi.MAX_BATCH_EVENTS + 1))
+
+
+class _BatchPublisher:
+    """`submit` answers from `answers` in turn (an Exception is raised); `check` passes."""
+
+    def __init__(self, *answers: Accepted | Exception) -> None:
+        self.answers = list(answers)
+
+    def check(self, event: Event) -> None:
+        pass
+
+    async def submit(self, event: Event, *, keyed: bool, in_flight: str = "refuse") -> Accepted:
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+async def _post_batch(
+    publisher: _BatchPublisher,
+    tmp_path: Path,
+    content: bytes,
+    *,
+    query: str = "",
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    async with _client(publisher, tmp_path) as client:
+        return await client.post(
+            f"/v1/events/orders.created/batch{query}",
+            content=content,
+            headers={"Content-Type": "application/json", **(headers or {})},
+        )
+
+
+BATCH_PATH = "/v1/events/orders.created/batch"
+ORDER = DEFAULT_CATALOG["orders.created"].example
+BAD_ORDER = {**ORDER, "items": [{**ORDER["items"][0], "quantity": 0}]}
+
+
+async def test_a_partly_accepted_batch_is_a_documented_202(tmp_path: Path) -> None:
+    doc = openapi.document(DEFAULT_CATALOG)
+    publisher = _BatchPublisher(Accepted(Outcome.published), Accepted(Outcome.stored, repeat=True))
+    body = json.dumps([ORDER, BAD_ORDER, ORDER]).encode()
+    response = await _post_batch(publisher, tmp_path, body, headers={"Idempotency-Key": "b"})
+
+    assert response.status_code == 202
+    assert REPLAYED_HEADER not in response.headers  # not every event repeats
+    assert_documented(doc, BATCH_PATH, response)
+    answer = response.json()
+    assert (answer["accepted"], answer["rejected"]) == (2, 1)
+    statuses = [r["status"] for r in answer["results"]]
+    assert statuses == ["published", "rejected", "stored"]
+    assert answer["results"][2]["repeated"] is True
+    assert answer["results"][1]["error"]["status"] == 422
+
+
+async def test_every_event_repeating_is_a_replayed_202(tmp_path: Path) -> None:
+    doc = openapi.document(DEFAULT_CATALOG)
+    publisher = _BatchPublisher(*[Accepted(Outcome.published, repeat=True)] * 2)
+    body = json.dumps([ORDER, ORDER]).encode()
+    response = await _post_batch(publisher, tmp_path, body, headers={"Idempotency-Key": "b"})
+
+    assert response.status_code == 202
+    assert response.headers[REPLAYED_HEADER] == "true"
+    assert_documented(doc, BATCH_PATH, response)
+
+
+@pytest.mark.parametrize(
+    ("content", "query", "headers"),
+    [
+        (b"[", "", {}),
+        (b"{}", "", {}),
+        (b"[]", "", {}),
+        (json.dumps([ORDER] * (openapi.MAX_BATCH_EVENTS + 1)).encode(), "", {}),
+        (json.dumps([ORDER]).encode(), "?atomic=yes", {}),
+        (json.dumps([ORDER] * 11).encode(), "", {"Idempotency-Key": "k" * 198}),
+    ],
+    ids=["not-json", "not-an-array", "no-events", "too-many", "bad-atomic", "key-too-long"],
+)
+async def test_a_malformed_batch_is_a_documented_422_error(
+    content: bytes, query: str, headers: dict[str, str], tmp_path: Path
+) -> None:
+    doc = openapi.document(DEFAULT_CATALOG)
+    response = await _post_batch(_BatchPublisher(), tmp_path, content, query=query, headers=headers)
+
+    assert response.status_code == 422
+    assert_documented(doc, BATCH_PATH, response)
+    assert set(response.json()) == {"detail"}
+    assert isinstance(response.json()["detail"], str)
+
+
+async def test_an_atomic_batch_with_an_invalid_event_is_refused_with_pointers_into_it(
+    tmp_path: Path,
+) -> None:
+    doc = openapi.document(DEFAULT_CATALOG)
+    body = json.dumps([ORDER, BAD_ORDER]).encode()
+    response = await _post_batch(_BatchPublisher(), tmp_path, body, query="?atomic=true")
+
+    assert response.status_code == 422
+    assert_documented(doc, BATCH_PATH, response)
+    answer = response.json()
+    assert (answer["accepted"], answer["rejected"]) == (0, 2)
+    assert [r["status"] for r in answer["results"]] == ["not_accepted", "rejected"]
+    assert [error["pointer"] for error in answer["detail"]] == ["/1/items/0/quantity"]
+
+
+@pytest.mark.parametrize(
+    ("answers", "status"),
+    [
+        ((StoreFull(10, 10), KeyInFlight("b:1"), Unroutable("no route")), 503),
+        ((Unroutable("no route"), KeyInFlight("b:1"), Unroutable("no route")), 409),
+        ((Unroutable("no route"), KeyConflict("b:1", "orders.created", "orders.created")), 502),
+    ],
+    ids=["store-full-first", "in-flight-before-unroutable", "unroutable-before-conflict"],
+)
+async def test_a_batch_of_which_nothing_was_accepted_is_a_documented_refusal(
+    answers: tuple[Exception, ...], status: int, tmp_path: Path
+) -> None:
+    doc = openapi.document(DEFAULT_CATALOG)
+    body = json.dumps([ORDER] * len(answers)).encode()
+    publisher = _BatchPublisher(*answers)
+    response = await _post_batch(publisher, tmp_path, body, headers={"Idempotency-Key": "b"})
+
+    assert response.status_code == status
+    documented = assert_documented(doc, BATCH_PATH, response)
+    assert documented["content"]["application/json"]["schema"] == {
+        "$ref": openapi.SCHEMAS + "BatchRefused"
+    }
+    answer = response.json()
+    assert answer["accepted"] == 0
+    assert {r["status"] for r in answer["results"]} == {"rejected"}
