@@ -246,6 +246,30 @@ def _restart(r: Results) -> tuple[bool, str] | None:
     )
 
 
+def _batch_published(r: Results) -> tuple[bool, str] | None:
+    row = _find(r, "batch", "ratios")
+    gw, raw = _find(r, "batch", "batch_published"), _find(r, "batch", "aio_pika_raw_256")
+    if not row or not gw or not raw:
+        return None
+    x = row["published_vs_raw"]
+    return (
+        x >= 0.8 and gw["non_202"] == 0,
+        f"{x:.0%} ({gw['events_per_s']:,.0f} vs {raw['events_per_s']:,.0f} events/s;"
+        f" {_rounds(row, 'published_vs_raw')})",
+    )
+
+
+def _batch_stored(r: Results) -> tuple[bool, str] | None:
+    row = _find(r, "batch", "batch_stored")
+    if not row:
+        return None
+    rate = row["events_per_s"]
+    return (
+        rate >= 20_000 and row["non_202"] == 0 and row.get("answered_stored") == row["events"],
+        f"{rate:,.0f} events/s",
+    )
+
+
 TARGETS: tuple[tuple[str, str, Callable[[Results], tuple[bool, str] | None]], ...] = (
     ("AMQP forwarding >= 2x the plain FastStream relay", "forwarding", _forwarding_relay),
     ("AMQP forwarding >= 60% of raw aio-pika (64 in flight)", "forwarding", _forwarding_raw),
@@ -257,6 +281,8 @@ TARGETS: tuple[tuple[str, str, Callable[[Results], tuple[bool, str] | None]], ..
     ("declarative channel HTTP >= 90% of pydantic", "http", _http_declarative),
     ("idempotency keys cost <= 10% in HTTP published", "http", _http_keys("published")),
     ("idempotency keys cost <= 10% in HTTP stored", "http", _http_keys("stored")),
+    ("batch published >= 80% of raw aio-pika (256 in flight)", "batch", _batch_published),
+    ("batch stored >= 20,000 events/s", "batch", _batch_stored),
     ("store >= 25,000 durable events/s at 256 callers", "store", _store_rate),
     ("store >= 20x the naive way", "store", _store_ratio),
     ("no request during a partition slower than deadline + 100 ms", "outage", _outage),

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from bench import forwarding, http_ingress, outage, replay, scale, store_writes, wrk
+from bench import batches, forwarding, http_ingress, outage, replay, scale, store_writes, wrk
 from bench.common import AMQP_HOST, AMQP_PORT, RABBITMQCTL, Context
 from bench.forwarding import abba, combine_repetitions, interleave, pair_order, ratio_of_sides
 from bench.plot import draw
@@ -40,6 +40,7 @@ def abba_ratio(name: str) -> set[str]:
 COMPARISONS = {
     "forwarding": ("declarative_vs_pydantic", "keys_vs_keyless"),
     "http": ("declarative_vs_pydantic", "keys_vs_keyless_published", "keys_vs_keyless_stored"),
+    "batch": ("published_vs_raw",),
 }
 GATEWAY_RUN = {
     "events_per_s",
@@ -102,6 +103,12 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         }
         | {key for comparison in COMPARISONS["http"] for key in abba_ratio(comparison)},
     },
+    "batch": {
+        "batch_published": {"events_per_s", "accepted", "answered_published", "non_202"} | REPEATED,
+        "batch_stored": {"events_per_s", "accepted", "answered_stored", "non_202"},
+        "aio_pika_raw_256": {"events_per_s", "seconds"} | REPEATED,
+        "ratios": abba_ratio("published_vs_raw") | {"batch_events", "clients"},
+    },
     "store": {
         "naive_sqlite": {"events_per_s", "journal_mode"},
         "fallback_store": {"events_per_s", "callers", "vs_naive"},
@@ -123,7 +130,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     },
 }
 MODULES: dict[str, ModuleType] = {
-    m.NAME: m for m in (forwarding, http_ingress, store_writes, outage, replay, scale)
+    m.NAME: m for m in (forwarding, http_ingress, batches, store_writes, outage, replay, scale)
 }
 collected: list[dict[str, Any]] = []
 
