@@ -526,6 +526,32 @@ async def publish_confirmed(
         await connection.close()
 
 
+async def purge_queue(url: str, queue_name: str) -> None:
+    """Empty a queue: whatever an earlier run left (unacked and requeued, or parked) must not
+    count in the next one, nor weigh on the broker under it."""
+    connection = await aio_pika.connect_robust(url)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(queue_name, passive=True)
+        await queue.purge()
+    finally:
+        await connection.close()
+
+
+async def declare_outbound_topology(url: str) -> None:
+    """`breakwater.events`, its alternate exchange and `breakwater.unrouted`, declared by the
+    gateway's own code: what every HTTP case publishes into, whoever runs first."""
+    from app.topology import Declarer, declare_outbound
+
+    connection = await aio_pika.connect_robust(url)
+    try:
+        declarer = Declarer(connection)
+        await declare_outbound(declarer)
+        await declarer.close()
+    finally:
+        await connection.close()
+
+
 async def declare_inbound_queue(url: str, channel: str = CHANNEL) -> None:
     """Declare `breakwater.in.<channel>` (of the default catalog, or DECLARED_CHANNEL) exactly as
     the gateway does (same arguments)."""

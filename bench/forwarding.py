@@ -1,8 +1,10 @@
 """1. AMQP forwarding: a preloaded `breakwater.in.orders.created` drained to `breakwater.events`.
 
-The same N persistent 1 KiB messages are preloaded for the gateway and for a plain FastStream relay;
-raw aio-pika confirmed publishing (64 in flight) publishes N straight to the exchange. One consumer
-times every arrival; the rate is from the first arrival to the last.
+The same N persistent 1 KiB messages are preloaded for the gateway and for the relays it is
+measured against (a plain FastStream relay, the recipe from FastStream's docs; the same relay in
+plain aio-pika, for reference); raw aio-pika confirmed publishing (64 in flight) publishes N
+straight to the exchange. One consumer times every arrival; the rate is from the first arrival to
+the last.
 
 Every message of the `gateway` case carries a message_id, so the gateway remembers each one's
 idempotency key (a row in its store, group-committed). `gateway_keyless` runs the same case with
@@ -18,13 +20,14 @@ against a JSON Schema instead of the pydantic model.
 (BREAKWATER_EVENT_LOOP=asyncio) instead of uvloop: the gateway's rate against it is what uvloop
 gives (`uvloop_vs_asyncio`).
 
-The four are interleaved (keyless, gateway, declarative, asyncio, asyncio, declarative, gateway,
-keyless: CASES in order, then reversed, `Size.repetitions` runs of each; see interleave()), so that
-each comparison with the `gateway` case but the loop's is ABBA with adjacent runs, and with an even
-number of runs no side's mean position is later than another's on a machine whose load drifts. Their rows report the mean of the runs (counts summed, checks over
-every run, each run under `runs`); `ratios` has the declarative side's mean against the pydantic
-side's (`declarative_vs_pydantic`), the keyed side's against the keyless side's
-(`keys_vs_keyless`) and uvloop's against asyncio's (`uvloop_vs_asyncio`).
+Every case, the yardsticks too, runs `Size.repetitions` times, interleaved (CASES in order, then
+reversed, ...; see interleave()), so that no side always runs later than another on a machine whose
+load drifts, and the gateway's keyless and declarative twins run next to it. Their rows report the
+mean of the runs (counts summed, checks over every run, each run under `runs`); `ratios` compares
+sides by the median of the rounds' ratios (round i: the i-th run of each side): the gateway
+against the relay (`gateway_vs_relay`) and raw publishing (`gateway_vs_raw`), the declarative side
+against the pydantic one (`declarative_vs_pydantic`), the keyed side against the keyless one
+(`keys_vs_keyless`) and uvloop against asyncio (`uvloop_vs_asyncio`).
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aio_pika
 from yarl import URL
 
 from bench.common import (
@@ -55,6 +57,7 @@ from bench.common import (
     order_bytes,
     order_check,
     publish_confirmed,
+    purge_queue,
     stop_child,
     through,
     throughput,
@@ -68,16 +71,27 @@ PREFETCH = 256  # the gateway's default BREAKWATER_INBOUND_PREFETCH
 @dataclass(frozen=True)
 class Size:
     events: int
-    # Runs of each gateway case (CASES), interleaved (see interleave()).
+    # Runs of each case (CASES), interleaved (see interleave()).
     repetitions: int = 2
 
 
-FULL = Size(events=20_000)
+FULL = Size(events=20_000, repetitions=3)
 SMOKE = Size(events=50)
 
-# The gateway cases, in the order of their odd rounds (see interleave()): each comparison is of a
-# neighbour with `gateway`, keyless (A) against keyed (B), pydantic (A) against declarative (B).
-CASES = ("gateway_keyless", "gateway", "gateway_declarative", "gateway_asyncio")
+# The gateway's cases: keyless and declarative next to `gateway` (each of those comparisons is of
+# neighbours: keyless (A) against keyed (B), pydantic (A) against declarative (B)).
+GATEWAY_CASES = ("gateway", "gateway_declarative", "gateway_keyless", "gateway_asyncio")
+# Every case in the order of the odd rounds (see interleave()), the yardsticks (PEERS) around the
+# gateway's.
+CASES = (
+    "faststream_relay",
+    "gateway_keyless",
+    "gateway",
+    "gateway_declarative",
+    "gateway_asyncio",
+    "aio_pika_relay",
+    "aio_pika_raw_64",
+)
 # Each group of cases interleaved among themselves (the smoke test checks their runs' positions).
 INTERLEAVED = (CASES,)
 
@@ -145,23 +159,30 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def ratio_of_sides(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
-    """Side B against side A from their runs' figures (in the order each side ran): the ratio of
-    the sums, (B1+B2+...)/(A1+A2+...) (the ratio of the means), and of each round, Bi/Ai."""
+    """Side B against side A from their runs' figures (in the order each side ran): each round's
+    ratio, Bi/Ai, and their median (one slow run on a noisy machine moves a mean, not a median)."""
+    rounds = [_ratio(y, x) for x, y in zip(a, b, strict=True)]
+    known = [r for r in rounds if r is not None]
+    return {"ratio": round(statistics.median(known), 3) if known else None, "rounds": rounds}
+
+
+def compared(
+    name: str,
+    order: Sequence[str],
+    a: str,
+    a_values: Sequence[float],
+    b: str,
+    b_values: Sequence[float],
+) -> dict[str, Any]:
+    """Side `b` against side `a` of one run's interleaved `order`, from each side's runs' figures:
+    the median of the rounds' ratios (`name`), each round's ratio, and how the sides' runs were
+    ordered ("ABBA...")."""
+    ratio = ratio_of_sides(a_values, b_values)
     return {
-        "ratio": _ratio(sum(b), sum(a)),
-        "rounds": [_ratio(y, x) for x, y in zip(a, b, strict=True)],
+        name: ratio["ratio"],
+        f"{name}_rounds": ratio["rounds"],
+        f"{name}_order": pair_order(order, a, b),
     }
-
-
-async def _purge(url: str, queue_name: str = INBOUND_QUEUE) -> None:
-    """Whatever a stopped run left in the inbound queue (unacked, requeued) must not count."""
-    connection = await aio_pika.connect_robust(url)
-    try:
-        channel = await connection.channel()
-        queue = await channel.declare_queue(queue_name, passive=True)
-        await queue.purge()
-    finally:
-        await connection.close()
 
 
 async def _preload(
@@ -261,8 +282,8 @@ async def _gateway_case(
     }
 
 
-# How the runs of a gateway case combine into its row (combine_repetitions).
-GATEWAY_FIGURES: dict[str, tuple[str, ...]] = {
+# How the runs of a case combine into its row (combine_repetitions).
+FIGURES: dict[str, tuple[str, ...]] = {
     "mean": ("events_per_s", "span_s", "cpu_ms_per_event", "broker_cpu_ms_per_event"),
     "total": ("arrived", "direct", "replay", "order_inversions", "unique", "duplicates"),
     "every": ("complete", "order_ok"),
@@ -280,6 +301,86 @@ class _Side:
     keys: bool = True
 
 
+@dataclass(frozen=True)
+class _Peer:
+    """A yardstick (bench.yardsticks) run as a side of its own, interleaved with the gateway's."""
+
+    case: str
+    prefix: str  # its events' numbering (the order check), with the run's number
+    command: Callable[[str, int, str], list[str]]  # yardstick arguments, from (url, count, prefix)
+    drains: bool  # drains a preloaded inbound queue (a relay), else publishes itself
+    keeps_ids: bool  # forwards the message_id, so the order check can see its events
+
+
+PEERS = {
+    # The recipe from FastStream's docs (a new message_id per forwarded message: no order check).
+    "faststream_relay": _Peer("faststream_relay", "rly", lambda u, n, p: ["relay", u], True, False),
+    # For reference (no target): the same relay in plain aio-pika, the gateway's prefetch.
+    "aio_pika_relay": _Peer(
+        "aio_pika_relay", "pkr", lambda u, n, p: ["pikarelay", u, str(PREFETCH)], True, True
+    ),
+    # Raw aio-pika, confirmed, 64 in flight, straight to the exchange: the ceiling.
+    "aio_pika_raw_64": _Peer(
+        "aio_pika_raw_64",
+        "raw",
+        lambda u, n, p: ["rawpub", u, str(n), str(RAW_IN_FLIGHT), p],
+        False,
+        True,
+    ),
+}
+
+
+async def _peer_case(
+    ctx: Context,
+    recorder: ArrivalRecorder,
+    broker_cpu: Callable[[], float],
+    *,
+    peer: _Peer,
+    repetition: int,
+    count: int,
+) -> dict[str, Any]:
+    """One run of a yardstick, timed by the same consumer as the gateway's runs."""
+    url = ctx.broker_url
+    timeout = 60 + count / 200
+    prefix = f"{peer.prefix}{repetition}"
+    log = ctx.workdir / f"{peer.case.replace('_', '-')}-{repetition}.log"
+    own_cpu: float | None = None
+    if peer.drains:
+        await _preload(url, prefix, count)
+    broker_before = broker_cpu()
+    proc = child(peer.command(url, count, prefix), log, capture=not peer.drains)
+    try:
+        if peer.drains:
+            await recorder.wait_for_child(1, timeout, proc, log)
+            cpu_before = cpu_seconds(proc.pid) or 0.0  # after its start-up (imports, connect)
+            broker_before = broker_cpu()
+            complete = await recorder.wait_for_child(count, timeout, proc, log)
+            own_cpu = (cpu_seconds(proc.pid) or 0.0) - cpu_before
+        else:
+            complete = await recorder.wait_for(count, timeout)
+            await asyncio.to_thread(proc.wait, 30)
+        peer_broker_cpu = broker_cpu() - broker_before
+    finally:
+        stop_child(proc)
+    arrivals = recorder.arrivals[:count]
+    events_per_s, span = throughput(arrivals)
+    row: dict[str, Any] = {
+        "bench": NAME,
+        "case": peer.case,
+        "events": count,
+        "arrived": len(arrivals),
+        "complete": complete,
+        "events_per_s": events_per_s,
+        "span_s": span,
+        "broker_cpu_ms_per_event": per_event_ms(peer_broker_cpu, count),
+    }
+    if own_cpu is not None:
+        row["cpu_ms_per_event"] = round(own_cpu * 1000 / max(1, count - 1), 3)
+    if peer.keeps_ids:
+        row |= order_check(arrivals, prefix)
+    return row
+
+
 async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
     url = ctx.broker_url
     # The broker shares the machine's two cores with whatever it forwards for: its CPU per event
@@ -290,11 +391,9 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
         return (cpu_seconds(broker) or 0.0) if broker else 0.0
 
     count = size.events
-    timeout = 60 + count / 200
     await declare_inbound_queue(url)
     await declare_inbound_queue(url, DECLARED_CHANNEL)
     quiet_s = 0.2 if ctx.smoke else 1.0
-    results: list[dict[str, Any]] = []
     async with ArrivalRecorder(url) as recorder:
         async with ArrivalRecorder(url, routing_key=DECLARED_CHANNEL) as declared_recorder:
             sides = {
@@ -321,178 +420,83 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
             runs: dict[str, list[dict[str, Any]]] = {case: [] for case in CASES}
             order = interleave(CASES, size.repetitions)
             for position, name in enumerate(order, 1):
-                side = sides[name]
+                side = sides.get(name)
                 repetition = len(runs[name]) + 1
                 # Whatever an earlier run left (unacked and requeued, late arrivals) must not
                 # count in this one: its queue emptied, both channels quiet, its recorder reset.
-                await _purge(url, side.queue_name)
+                await purge_queue(url, side.queue_name if side else INBOUND_QUEUE)
                 for each in (recorder, declared_recorder):
                     await each.wait_quiet(quiet_s, 30)
-                side.recorder.reset()
-                row = await _gateway_case(
-                    ctx,
-                    side.recorder,
-                    broker_cpu,
-                    case=side.case,
-                    repetition=repetition,
-                    queue_name=side.queue_name,
-                    prefix=f"{side.prefix}{repetition}",
-                    count=count,
-                    env=side.env,
-                    keys=side.keys,
-                )
+                if side is None:
+                    recorder.reset()
+                    row = await _peer_case(
+                        ctx,
+                        recorder,
+                        broker_cpu,
+                        peer=PEERS[name],
+                        repetition=repetition,
+                        count=count,
+                    )
+                else:
+                    side.recorder.reset()
+                    row = await _gateway_case(
+                        ctx,
+                        side.recorder,
+                        broker_cpu,
+                        case=side.case,
+                        repetition=repetition,
+                        queue_name=side.queue_name,
+                        prefix=f"{side.prefix}{repetition}",
+                        count=count,
+                        env=side.env,
+                        keys=side.keys,
+                    )
                 runs[name].append({"position": position, **row})
-        await _purge(url, DECLARED_INBOUND_QUEUE)
-        combined = {case: combine_repetitions(runs[case], **GATEWAY_FIGURES) for case in CASES}
-        # In the order the rows always had: the gateway, its declarative twin, then the new side.
-        results += [
-            combined[c]
-            for c in ("gateway", "gateway_declarative", "gateway_keyless", "gateway_asyncio")
-        ]
-        gateway_rate = combined["gateway"]["events_per_s"]
-
-        # A plain FastStream relay over the same preloaded queue.
-        await _purge(url)
-        await recorder.wait_quiet(0.2 if ctx.smoke else 1.0, 30)
-        recorder.reset()
-        await _preload(url, "rly", count)
-        relay = child(["relay", url], ctx.workdir / "relay.log")
-        try:
-            await recorder.wait_for_child(1, timeout, relay, ctx.workdir / "relay.log")
-            cpu_before = cpu_seconds(relay.pid) or 0.0  # after its start-up (imports, connect)
-            broker_before = broker_cpu()
-            complete = await recorder.wait_for_child(
-                count, timeout, relay, ctx.workdir / "relay.log"
-            )
-            relay_cpu = (cpu_seconds(relay.pid) or 0.0) - cpu_before
-            relay_broker_cpu = broker_cpu() - broker_before
-        finally:
-            stop_child(relay)
-        arrivals = recorder.arrivals[:count]
-        relay_rate, span = throughput(arrivals)
-        results.append(
-            {
-                "bench": NAME,
-                "case": "faststream_relay",
-                "events": count,
-                "arrived": len(arrivals),
-                "complete": complete,
-                "events_per_s": relay_rate,
-                "span_s": span,
-                "cpu_ms_per_event": round(relay_cpu * 1000 / max(1, count - 1), 3),
-                "broker_cpu_ms_per_event": per_event_ms(relay_broker_cpu, count),
-            }
-        )
-
-        # For reference (no target): the same relay in plain aio-pika, the gateway's prefetch.
-        await _purge(url)
-        await recorder.wait_quiet(0.2 if ctx.smoke else 1.0, 30)
-        recorder.reset()
-        await _preload(url, "pkr", count)
-        pika_log = ctx.workdir / "pikarelay.log"
-        pika = child(["pikarelay", url, str(PREFETCH)], pika_log)
-        try:
-            await recorder.wait_for_child(1, timeout, pika, pika_log)
-            cpu_before = cpu_seconds(pika.pid) or 0.0
-            broker_before = broker_cpu()
-            complete = await recorder.wait_for_child(count, timeout, pika, pika_log)
-            pika_cpu = (cpu_seconds(pika.pid) or 0.0) - cpu_before
-            pika_broker_cpu = broker_cpu() - broker_before
-        finally:
-            stop_child(pika)
-        arrivals = recorder.arrivals[:count]
-        pika_rate, span = throughput(arrivals)
-        results.append(
-            {
-                "bench": NAME,
-                "case": "aio_pika_relay",
-                "events": count,
-                "arrived": len(arrivals),
-                "complete": complete,
-                "events_per_s": pika_rate,
-                "span_s": span,
-                "cpu_ms_per_event": round(pika_cpu * 1000 / max(1, count - 1), 3),
-                "broker_cpu_ms_per_event": per_event_ms(pika_broker_cpu, count),
-                **order_check(arrivals, "pkr"),
-            }
-        )
-
-        # Raw aio-pika, confirmed, 64 in flight, straight to the exchange.
-        await _purge(url)
-        await recorder.wait_quiet(0.2 if ctx.smoke else 1.0, 30)
-        recorder.reset()
-        broker_before = broker_cpu()
-        raw = child(
-            ["rawpub", url, str(count), str(RAW_IN_FLIGHT)],
-            ctx.workdir / "rawpub.log",
-            capture=True,
-        )
-        try:
-            complete = await recorder.wait_for(count, timeout)
-            raw_broker_cpu = broker_cpu() - broker_before
-            raw.wait(30)
-        finally:
-            stop_child(raw)
-        arrivals = recorder.arrivals[:count]
-        raw_rate, span = throughput(arrivals)
-        results.append(
-            {
-                "bench": NAME,
-                "case": "aio_pika_raw_64",
-                "events": count,
-                "arrived": len(arrivals),
-                "complete": complete,
-                "events_per_s": raw_rate,
-                "span_s": span,
-                "broker_cpu_ms_per_event": per_event_ms(raw_broker_cpu, count),
-                # A control for the order check: one publisher, publishes started in order.
-                **order_check(arrivals, "raw"),
-            }
-        )
+        await purge_queue(url, INBOUND_QUEUE)
+        await purge_queue(url, DECLARED_INBOUND_QUEUE)
+    combined = {case: combine_repetitions(runs[case], **FIGURES) for case in CASES}
+    # In the order the rows always had: the gateway, its variants, then the yardsticks.
+    results = [combined[c] for c in (*GATEWAY_CASES, *PEERS)]
 
     def figures(case: str, key: str) -> list[Any]:
         return [r[key] for r in runs[case]]
 
-    a_rates, a_cpu = figures("gateway", "events_per_s"), figures("gateway", "cpu_ms_per_event")
-    b_rates = figures("gateway_declarative", "events_per_s")
-    b_cpu = figures("gateway_declarative", "cpu_ms_per_event")
-    k_rates = figures("gateway_keyless", "events_per_s")
-    k_cpu = figures("gateway_keyless", "cpu_ms_per_event")
-    loop_rates = ratio_of_sides(figures("gateway_asyncio", "events_per_s"), a_rates)
-    loop_cpu = ratio_of_sides(figures("gateway_asyncio", "cpu_ms_per_event"), a_cpu)
-    rates, cpu = ratio_of_sides(a_rates, b_rates), ratio_of_sides(a_cpu, b_cpu)
+    def comparison(name: str, a: str, b: str) -> dict[str, Any]:
+        return compared(name, order, a, figures(a, "events_per_s"), b, figures(b, "events_per_s"))
+
+    a_cpu = figures("gateway", "cpu_ms_per_event")
+    cpu = ratio_of_sides(a_cpu, figures("gateway_declarative", "cpu_ms_per_event"))
     # Keyless is side A (the baseline), keyed side B: the ratio is keyed / keyless.
-    keys_rates, keys_cpu = ratio_of_sides(k_rates, a_rates), ratio_of_sides(k_cpu, a_cpu)
+    keys_cpu = ratio_of_sides(figures("gateway_keyless", "cpu_ms_per_event"), a_cpu)
+    loop_cpu = ratio_of_sides(figures("gateway_asyncio", "cpu_ms_per_event"), a_cpu)
     results.append(
         {
             "bench": NAME,
             "case": "ratios",
-            "gateway_vs_relay": round(gateway_rate / relay_rate, 3) if relay_rate else None,
-            "gateway_vs_raw": round(gateway_rate / raw_rate, 3) if raw_rate else None,
-            # The declarative channel against the pydantic one, same bodies, same run, ABBA:
-            # (B1+B2)/(A1+A2), and per round (B1/A1, B2/A2), from each run's own figures.
-            "declarative_vs_pydantic": rates["ratio"],
-            "declarative_vs_pydantic_rounds": rates["rounds"],
-            "declarative_vs_pydantic_order": pair_order(order, "gateway", "gateway_declarative"),
-            "pydantic_events_per_s": a_rates,
-            "declarative_events_per_s": b_rates,
+            # The targets: the gateway against the FastStream relay and raw publishing, the
+            # median of the rounds (A: the yardstick, B: the gateway).
+            **comparison("gateway_vs_relay", "faststream_relay", "gateway"),
+            **comparison("gateway_vs_raw", "aio_pika_raw_64", "gateway"),
+            "relay_events_per_s": figures("faststream_relay", "events_per_s"),
+            "raw_events_per_s": figures("aio_pika_raw_64", "events_per_s"),
+            # The declarative channel against the pydantic one, same bodies (A: pydantic).
+            **comparison("declarative_vs_pydantic", "gateway", "gateway_declarative"),
+            "pydantic_events_per_s": figures("gateway", "events_per_s"),
+            "declarative_events_per_s": figures("gateway_declarative", "events_per_s"),
             "declarative_cpu_vs_pydantic": cpu["ratio"],
             "declarative_cpu_vs_pydantic_rounds": cpu["rounds"],
             "pydantic_cpu_ms_per_event": a_cpu,
-            "declarative_cpu_ms_per_event": b_cpu,
-            # Every message with a message_id (an idempotency key) against none, same bodies, same
-            # run, ABBA (A: keyless, B: keyed): (B1+B2)/(A1+A2), and per round (B1/A1, B2/A2).
-            "keys_vs_keyless": keys_rates["ratio"],
-            "keys_vs_keyless_rounds": keys_rates["rounds"],
-            "keys_vs_keyless_order": pair_order(order, "gateway_keyless", "gateway"),
-            "keyless_events_per_s": k_rates,
+            "declarative_cpu_ms_per_event": figures("gateway_declarative", "cpu_ms_per_event"),
+            # Every message with a message_id (an idempotency key) against none, same bodies
+            # (A: keyless, B: keyed).
+            **comparison("keys_vs_keyless", "gateway_keyless", "gateway"),
+            "keyless_events_per_s": figures("gateway_keyless", "events_per_s"),
             "keys_cpu_vs_keyless": keys_cpu["ratio"],
             "keys_cpu_vs_keyless_rounds": keys_cpu["rounds"],
-            "keyless_cpu_ms_per_event": k_cpu,
-            # uvloop (the default) against the standard library's loop, same bodies, same run
-            # (A: asyncio, B: uvloop): (B1+B2)/(A1+A2), and per round.
-            "uvloop_vs_asyncio": loop_rates["ratio"],
-            "uvloop_vs_asyncio_rounds": loop_rates["rounds"],
+            "keyless_cpu_ms_per_event": figures("gateway_keyless", "cpu_ms_per_event"),
+            # uvloop (the default) against the standard library's loop, same bodies
+            # (A: asyncio, B: uvloop).
+            **comparison("uvloop_vs_asyncio", "gateway_asyncio", "gateway"),
             "uvloop_cpu_vs_asyncio": loop_cpu["ratio"],
             "asyncio_events_per_s": figures("gateway_asyncio", "events_per_s"),
             "asyncio_cpu_ms_per_event": figures("gateway_asyncio", "cpu_ms_per_event"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ def _bars(ax: Any, labels: list[str], values: list[float], colors: list[str], fm
     ax.set_ylim(0, top * 1.25)
 
 
-def _runs(ax: Any, positions: list[int], rows: list[dict[str, Any]], key: str) -> None:
+def _runs(ax: Any, positions: Iterable[int], rows: list[dict[str, Any]], key: str) -> None:
     """Each run of a repeated case (its row's `runs`) as a dot on its bar, off the centre where
     the bar's value is written: the spread."""
     for x, row in zip(positions, rows, strict=True):
@@ -55,13 +56,15 @@ def _runs(ax: Any, positions: list[int], rows: list[dict[str, Any]], key: str) -
             ax.plot([x + 0.3] * len(values), values, "o", color="black", markersize=3, zorder=3)
 
 
-def _rounds(ratios: dict[str, Any], ratio: str = "declarative_vs_pydantic") -> str:
-    """The per-round ratios of `ratio` (ABBA), for a title; "" for one round."""
+def _rounds(ratios: dict[str, Any], ratio: str = "declarative_vs_pydantic", unit: str = "%") -> str:
+    """The per-round ratios of `ratio` (ABBA...; the figure is their median), for a title: as
+    percentages, or (`unit` "x") as multiples; "" for one round."""
     rounds = ratios.get(f"{ratio}_rounds") or []
     if len(rounds) < 2:
         return ""
     order = ratios.get(f"{ratio}_order", "")
-    return f" ({order} rounds " + ", ".join(f"{x or 0:.0%}" for x in rounds) + ")"
+    shown = (f"{x or 0:.2f}x" if unit == "x" else f"{x or 0:.0%}" for x in rounds)
+    return f" ({order} rounds " + ", ".join(shown) + ")"
 
 
 def _note(ax: Any, text: str, met: bool | None) -> None:
@@ -120,14 +123,15 @@ def _forwarding(ax: Any, results: list[dict[str, Any]], targets: list[dict[str, 
         [GATEWAY, KEYLESS, DECLARATIVE, YARDSTICK, "#cccccc", YARDSTICK],
         "{:,.0f}/s",
     )
-    _runs(ax, [0, 1, 2], [gw, keyless, declared], "events_per_s")
+    _runs(ax, range(6), [gw, keyless, declared, relay, pika, raw], "events_per_s")
     ax.tick_params(axis="x", labelsize=7)  # six bars
     ax.set_ylim(0, ax.get_ylim()[1] * 1.3)  # room for five verdicts above the bars
     ratios = _find(results, "forwarding", "ratios")
     ax.set_ylabel("events/s (first to last arrival)")
     ax.set_title(
-        f"{title}\ngateway = {ratios.get('gateway_vs_relay') or 0:.2f}x relay,"
-        f" {ratios.get('gateway_vs_raw') or 0:.0%} of raw; order ok: {gw.get('order_ok')}"
+        f"{title}\ngateway = {ratios.get('gateway_vs_relay') or 0:.2f}x FastStream relay"
+        f"{_rounds(ratios, 'gateway_vs_relay', 'x')}\n"
+        f"{ratios.get('gateway_vs_raw') or 0:.0%} of raw; order ok: {gw.get('order_ok')}"
         f"\ndeclarative channel = {ratios.get('declarative_vs_pydantic') or 0:.0%} of pydantic"
         f"{_rounds(ratios)}\nwith keys = {ratios.get('keys_vs_keyless') or 0:.0%} of no keys"
         f"{_rounds(ratios, 'keys_vs_keyless')}",
@@ -137,55 +141,78 @@ def _forwarding(ax: Any, results: list[dict[str, Any]], targets: list[dict[str, 
 
 
 def _http(ax: Any, results: list[dict[str, Any]], targets: list[dict[str, Any]]) -> None:
-    title = "2. HTTP ingress (wrk)"
+    title = "2. HTTP ingress, one event a request (wrk)"
     pub, sto = (
         _find(results, "http", "published", mode="load"),
         _find(results, "http", "stored", mode="load"),
     )
     if not pub or not sto:
         return _unmeasured(ax, title)
-    declared = _find(results, "http", "published_declarative", mode="load")
-    pub_keyless = _find(results, "http", "published_keyless", mode="load")
-    sto_keyless = _find(results, "http", "stored_keyless", mode="load")
+    cases = (
+        ("published", "published\n(broker up)", GATEWAY),
+        ("published_keyless", "published\n(no keys)", KEYLESS),
+        ("published_declarative", "published\n(declarative)", DECLARATIVE),
+        ("faststream_http", "FastStream\nHTTP recipe", YARDSTICK),
+        ("management_api", "RabbitMQ\nmgmt API", YARDSTICK),
+        ("stored", "stored\n(partitioned)", GATEWAY),
+        ("stored_keyless", "stored\n(no keys)", KEYLESS),
+    )
+    rows = [_find(results, "http", case, mode="load") for case, _, _ in cases]
     _bars(
         ax,
-        [
-            "published\n(broker up)",
-            "published\n(no keys)",
-            "published\n(declarative)",
-            "stored\n(partitioned)",
-            "stored\n(no keys)",
-        ],
-        [
-            pub["requests_per_s"],
-            pub_keyless.get("requests_per_s", 0),
-            declared.get("requests_per_s", 0),
-            sto["requests_per_s"],
-            sto_keyless.get("requests_per_s", 0),
-        ],
-        [GATEWAY, KEYLESS, DECLARATIVE, GATEWAY, KEYLESS],
+        [label for _, label, _ in cases],
+        [row.get("requests_per_s", 0) for row in rows],
+        [color for _, _, color in cases],
         "{:,.0f}/s",
     )
-    _runs(ax, [0, 1, 2, 3, 4], [pub, pub_keyless, declared, sto, sto_keyless], "requests_per_s")
-    ax.tick_params(axis="x", labelsize=8)  # five bars
-    ax.set_ylim(0, ax.get_ylim()[1] * 1.3)  # room for five verdicts above the bars
+    _runs(ax, range(len(rows)), rows, "requests_per_s")
+    ax.tick_params(axis="x", labelsize=7)  # seven bars
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.5)  # room for the verdicts above the bars
     single_pub = _find(results, "http", "published", mode="single")
     single_sto = _find(results, "http", "stored", mode="single")
-    single_dcl = _find(results, "http", "published_declarative", mode="single")
     ratios = _find(results, "http", "ratios")
     ax.set_ylabel(f"requests/s ({pub.get('connections')} connections)")
     ax.set_title(
-        f"{title}: stored/published = {sto['requests_per_s'] / pub['requests_per_s']:.2f}x\n"
-        f"declarative/pydantic = {ratios.get('declarative_vs_pydantic') or 0:.0%}"
-        f"{_rounds(ratios)}\n"
-        f"with keys = {ratios.get('keys_vs_keyless_published') or 0:.0%} (published),"
+        f"{title}\npublished = {ratios.get('published_vs_recipe') or 0:.2f}x the FastStream recipe"
+        f"{_rounds(ratios, 'published_vs_recipe', 'x')},\n"
+        f"{ratios.get('published_vs_management') or 0:.2f}x the management API"
+        f"{_rounds(ratios, 'published_vs_management', 'x')}\n"
+        f"declarative {ratios.get('declarative_vs_pydantic') or 0:.0%} of pydantic;"
+        f" with keys {ratios.get('keys_vs_keyless_published') or 0:.0%} (published),"
         f" {ratios.get('keys_vs_keyless_stored') or 0:.0%} (stored) of no keys\n"
-        f"one at a time p50: published {single_pub.get('p50_ms', 0):.1f} ms,"
-        f" declarative {single_dcl.get('p50_ms', 0):.1f} ms,"
+        f"published p99/p50 {ratios.get('published_p99_vs_p50') or 0:.2f}x;"
+        f" one at a time p50: published {single_pub.get('p50_ms', 0):.1f} ms,"
         f" stored {single_sto.get('p50_ms', 0):.1f} ms",
-        fontsize=10,
+        fontsize=9,
     )
     _note(ax, *_verdicts(_met(targets, "http")))
+
+
+def _batch(ax: Any, results: list[dict[str, Any]], targets: list[dict[str, Any]]) -> None:
+    title = "7. HTTP batches (1,000 events a request)"
+    published = _find(results, "batch", "batch_published")
+    if not published:
+        return _unmeasured(ax, title)
+    stored = _find(results, "batch", "batch_stored")
+    raw = _find(results, "batch", "aio_pika_raw_256")
+    rows = [published, stored, raw]
+    _bars(
+        ax,
+        ["batches\npublished", "batches\nstored", "aio-pika raw\n256 in flight"],
+        [row.get("events_per_s", 0) for row in rows],
+        [GATEWAY, GATEWAY, YARDSTICK],
+        "{:,.0f}/s",
+    )
+    _runs(ax, range(3), rows, "events_per_s")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.2)
+    ratios = _find(results, "batch", "ratios")
+    ax.set_ylabel("events/s")
+    ax.set_title(
+        f"{title}\npublished = {ratios.get('published_vs_raw') or 0:.0%} of raw"
+        f"{_rounds(ratios, 'published_vs_raw')}",
+        fontsize=10,
+    )
+    _note(ax, *_verdicts(_met(targets, "batch")))
 
 
 def _store(ax: Any, results: list[dict[str, Any]], targets: list[dict[str, Any]]) -> None:
@@ -295,12 +322,12 @@ def draw(document: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     results, targets = document.get("results", []), document.get("targets", [])
-    fig, axes = plt.subplots(2, 3, figsize=(17, 10))
-    for panel, ax in zip(
-        (_forwarding, _http, _store, _outage, _replay, _scale), axes.flat, strict=True
-    ):
+    fig, axes = plt.subplots(2, 4, figsize=(23, 11))
+    panels = (_forwarding, _http, _store, _outage, _replay, _scale, _batch)
+    for panel, ax in zip(panels, axes.flat, strict=False):
         panel(ax, results, targets)
         ax.grid(axis="y", alpha=0.3)
+    axes.flat[-1].axis("off")
     machine = document.get("machine", {})
     met = sum(1 for t in targets if t.get("met"))
     fig.suptitle(

@@ -8,12 +8,14 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 SCRIPT = """\
--- POST the body in args[1]; with a key prefix in args[2], every request gets its own
+-- POST the body in args[1]; with a key prefix in args[2] (not empty), every request gets its own
 -- Idempotency-Key (args[2]-thread-n), without one no request has an Idempotency-Key header.
+-- args[3], ... are more headers, each "Name: value".
 local counter = 0
 local threads = 0
 
@@ -26,10 +28,14 @@ function init(args)
   local file = assert(io.open(args[1], "rb"))
   body = file:read("*a")
   file:close()
-  if args[2] then
+  if args[2] and args[2] ~= "" then
     prefix = args[2] .. "-" .. tid .. "-"
   end
   headers = {["Content-Type"] = "application/json"}
+  for i = 3, #args do
+    local name, value = args[i]:match("^([^:]+):%s*(.*)$")
+    headers[name] = value
+  end
 end
 
 function request()
@@ -88,9 +94,10 @@ def run(
     threads: int = 1,
     timeout_s: float = 10,
     keys: bool = True,
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """POST `body_file` to `url` for `duration_s`; every request has its own Idempotency-Key
-    (`key_prefix`-thread-n) when `keys`, none has the header otherwise."""
+    (`key_prefix`-thread-n) when `keys`, none has the header otherwise; and `headers`."""
     script = body_file.with_suffix(".lua")
     script.write_text(SCRIPT)
     command = [
@@ -105,7 +112,8 @@ def run(
         url,
         "--",
         str(body_file),
-        *([key_prefix] if keys else []),
+        key_prefix if keys else "",
+        *(f"{name}: {value}" for name, value in (headers or {}).items()),
     ]
     done = subprocess.run(
         command, capture_output=True, text=True, check=True, timeout=duration_s + 60

@@ -1,7 +1,10 @@
 """What users would run instead of the gateway, each in a process of its own (like the gateway):
 
     python -m bench.yardsticks relay URL           a plain FastStream relay, default settings
-    python -m bench.yardsticks rawpub URL N K      raw aio-pika confirmed publishing, K in flight
+    python -m bench.yardsticks rawpub URL N K [P]  raw aio-pika confirmed publishing, K in flight
+                                                   (message_ids P-n; P: "raw")
+    python -m bench.yardsticks httprecipe URL PORT the HTTP recipe a FastStream user writes:
+                                                   a Starlette endpoint on uvicorn, port PORT
     python -m bench.yardsticks pikarelay URL K     the same relay in plain aio-pika, prefetch K
     python -m bench.yardsticks gate PORT           a TCP proxy to 127.0.0.1:PORT that holds all bytes
                                                    until it reads a line on stdin; prints its port
@@ -9,8 +12,9 @@
                                                    until a line on stdin; prints "connected", then
                                                    [time.monotonic() at send, confirm ms] as JSON
 
-The relay and the raw publisher write to `breakwater.events` (routing key `orders.created`), where
-the benchmark's consumer times their arrivals exactly as it times the gateway's.
+The relays, the raw publisher and the HTTP recipe write to `breakwater.events` (routing key
+`orders.created`), where the benchmark's consumer times their arrivals exactly as it times the
+gateway's.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ import json
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import aio_pika
+from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange
 
 from app.catalog.default import OrderCreated
 from bench.common import CHANNEL, declare_events_exchange, message_id, order_bytes
@@ -30,24 +36,30 @@ from bench.common import CHANNEL, declare_events_exchange, message_id, order_byt
 LIVE_QUEUE = "bench.live"
 
 
-async def relay(url: str) -> None:
-    """The recipe from FastStream's docs: subscriber -> publisher, the gateway's own model and
-    queue, default broker settings, persistent output. (`OrderCreated` is imported at module
-    level: FastDepends resolves the handler's string annotations in the module's globals.)"""
-    from faststream import FastStream
-    from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange
-
-    from app.amqp_ingress import inbound_queue
-    from app.catalog.default import DEFAULT_CATALOG
+def _faststream_broker(url: str) -> tuple[RabbitBroker, RabbitExchange]:
+    """A FastStream broker with default settings, and `breakwater.events` as the gateway
+    declares it: what the FastStream recipes publish to."""
     from app.topology import EVENTS_EXCHANGE, EVENTS_EXCHANGE_ARGUMENTS
 
-    broker = RabbitBroker(url)
     exchange = RabbitExchange(
         EVENTS_EXCHANGE,
         type=ExchangeType.TOPIC,
         durable=True,
         arguments=EVENTS_EXCHANGE_ARGUMENTS,
     )
+    return RabbitBroker(url), exchange
+
+
+async def relay(url: str) -> None:
+    """The recipe from FastStream's docs: subscriber -> publisher, the gateway's own model and
+    queue, default broker settings, persistent output. (`OrderCreated` is imported at module
+    level: FastDepends resolves the handler's string annotations in the module's globals.)"""
+    from faststream import FastStream
+
+    from app.amqp_ingress import inbound_queue
+    from app.catalog.default import DEFAULT_CATALOG
+
+    broker, exchange = _faststream_broker(url)
 
     @broker.subscriber(inbound_queue(DEFAULT_CATALOG[CHANNEL]))
     @broker.publisher(exchange=exchange, routing_key=CHANNEL, persist=True)
@@ -60,7 +72,7 @@ async def relay(url: str) -> None:
     await app.run()
 
 
-async def rawpub(url: str, count: int, in_flight: int) -> None:
+async def rawpub(url: str, count: int, in_flight: int, prefix: str = "raw") -> None:
     body = order_bytes(0)
     connection = await aio_pika.connect_robust(url)
     try:
@@ -75,8 +87,8 @@ async def rawpub(url: str, count: int, in_flight: int) -> None:
                         body,
                         content_type="application/json",
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                        message_id=message_id("raw", n),
-                        correlation_id=message_id("raw", n),
+                        message_id=message_id(prefix, n),
+                        correlation_id=message_id(prefix, n),
                         timestamp=datetime.now(UTC),
                         type=CHANNEL,
                         headers={"x-breakwater-path": "direct"},
@@ -159,6 +171,56 @@ async def pikarelay(url: str, prefetch: int) -> None:
     await connection.close()
 
 
+def http_recipe(url: str, port: int) -> None:
+    """What a FastStream user writes instead of the gateway: a Starlette endpoint that validates
+    the body with the same model and awaits `broker.publish(..., persist=True)` (FastStream's
+    channels confirm publishes by default), served by uvicorn as the gateway is (uvloop and
+    httptools, chosen by uvicorn when installed; no access log). The `Idempotency-Key` header, when
+    sent, becomes the message_id; nothing is remembered, stored or retried. (FastAPI would add its
+    own request handling on top: Starlette is the leaner, stronger yardstick.)"""
+    import uuid
+    from contextlib import asynccontextmanager
+
+    import uvicorn
+    from pydantic import ValidationError
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    broker, exchange = _faststream_broker(url)
+
+    async def post_event(request: Request) -> Response:
+        try:
+            order = OrderCreated.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return Response(exc.json(), status_code=422, media_type="application/json")
+        message_id = request.headers.get("idempotency-key") or uuid.uuid4().hex
+        await broker.publish(
+            order, exchange=exchange, routing_key=CHANNEL, persist=True, message_id=message_id
+        )
+        return JSONResponse({"message_id": message_id, "status": "published"}, status_code=202)
+
+    async def healthz(request: Request) -> Response:
+        return Response(status_code=200)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await broker.start()
+        await broker.declare_exchange(exchange)
+        yield
+        await broker.stop()
+
+    app = Starlette(
+        routes=[
+            Route(f"/v1/events/{CHANNEL}", post_event, methods=["POST"]),
+            Route("/healthz", healthz),
+        ],
+        lifespan=lifespan,
+    )
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
 def gate(upstream_port: int) -> None:
     """Holds a consumer back until the benchmark is ready (in a process of its own, so that the
     forwarding costs neither the benchmark's consumer nor the measured process any GIL time)."""
@@ -182,7 +244,9 @@ def main(argv: list[str]) -> None:
     elif command == "pikarelay":
         asyncio.run(pikarelay(url, int(rest[0])))
     elif command == "rawpub":
-        asyncio.run(rawpub(url, int(rest[0]), int(rest[1])))
+        asyncio.run(rawpub(url, int(rest[0]), int(rest[1]), *rest[2:]))
+    elif command == "httprecipe":
+        http_recipe(url, int(rest[0]))
     elif command == "probe":
         asyncio.run(probe(url, float(rest[0])))
     else:

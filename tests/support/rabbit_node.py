@@ -3,7 +3,8 @@
 The node gets its own HOME (with its own Erlang cookie), node name, AMQP and distribution ports,
 data and log directories, config file, enabled-plugins file and env file, so nothing is read from
 ``/etc/rabbitmq`` (whose config binds 5672, the shared broker's port) and nothing but
-``127.0.0.1:<amqp_port>`` and ``127.0.0.1:<dist_port>`` is bound. The shared epmd on 4369 is reused.
+``127.0.0.1:<amqp_port>`` and ``127.0.0.1:<dist_port>`` is bound (plus the listeners of the plugins a
+node is asked to enable). The shared epmd on 4369 is reused.
 
 The CLI is ``/usr/lib/rabbitmq/bin/rabbitmqctl`` run directly as the current user with the node's
 HOME: the ``/usr/sbin/rabbitmqctl`` wrapper re-runs itself via ``su rabbitmq``, which drops HOME
@@ -190,7 +191,13 @@ class RabbitNode:
     """A private RabbitMQ node started detached from ``base_dir`` and driven by rabbitmqctl."""
 
     def __init__(
-        self, name: str, amqp_port: int, dist_port: int, base_dir: Path, extra_config: str = ""
+        self,
+        name: str,
+        amqp_port: int,
+        dist_port: int,
+        base_dir: Path,
+        extra_config: str = "",
+        plugins: Iterable[str] = (),
     ) -> None:
         if "@" not in name:
             name = f"{name}@localhost"
@@ -201,6 +208,8 @@ class RabbitNode:
         self.name = name
         #: more rabbitmq.conf lines (e.g. a TLS listener)
         self.extra_config = extra_config
+        #: plugins to enable (e.g. rabbitmq_management, with its listener in `extra_config`)
+        self.plugins = tuple(plugins)
         self.amqp_port = amqp_port
         self.dist_port = dist_port
         self.base_dir = Path(base_dir).resolve()
@@ -269,7 +278,8 @@ class RabbitNode:
             "log.file.level = info\n" + self.extra_config
         )
         self.advanced_config_file.write_text("[].\n")
-        self.plugins_file.write_text("[].\n")  # no management/prometheus listeners
+        # No management/prometheus listeners unless asked for.
+        self.plugins_file.write_text(f"[{','.join(self.plugins)}].\n")
         self.env_file.write_text("# intentionally empty: see RabbitNode.env()\n")
 
     # -- CLI --------------------------------------------------------------------------------------

@@ -38,8 +38,21 @@ def abba_ratio(name: str) -> set[str]:
 
 # The ABBA comparisons in each benchmark's `ratios` row.
 COMPARISONS = {
-    "forwarding": ("declarative_vs_pydantic", "keys_vs_keyless"),
-    "http": ("declarative_vs_pydantic", "keys_vs_keyless_published", "keys_vs_keyless_stored"),
+    "forwarding": (
+        "gateway_vs_relay",
+        "gateway_vs_raw",
+        "declarative_vs_pydantic",
+        "keys_vs_keyless",
+        "uvloop_vs_asyncio",
+    ),
+    "http": (
+        "published_vs_recipe",
+        "published_vs_management",
+        "declarative_vs_pydantic",
+        "keys_vs_keyless_published",
+        "keys_vs_keyless_stored",
+        "uvloop_vs_asyncio",
+    ),
     "batch": ("published_vs_raw",),
 }
 GATEWAY_RUN = {
@@ -52,26 +65,39 @@ GATEWAY_RUN = {
     "direct",
     "idempotency_keys",
 }
-HTTP_RUN = {"requests_per_s", "p50_ms", "p99_ms", "non_2xx", "idempotency_keys"}
+HTTP_RUN = {
+    "requests_per_s",
+    "p50_ms",
+    "p99_ms",
+    "non_2xx",
+    "idempotency_keys",
+    "cpu_ms_per_request",
+}
+HTTP_PUBLISHED = HTTP_RUN | {"answered_published", "broker_cpu_ms_per_request"} | REPEATED
 EXPECTED: dict[str, dict[str, set[str]]] = {
     "forwarding": {
         "gateway": GATEWAY_RUN | REPEATED,
         "gateway_keyless": GATEWAY_RUN | REPEATED,
         "gateway_declarative": GATEWAY_RUN | REPEATED,
         "gateway_asyncio": GATEWAY_RUN | REPEATED,
-        "faststream_relay": {"events_per_s", "complete", "cpu_ms_per_event"},
-        "aio_pika_relay": {"events_per_s", "complete", "cpu_ms_per_event"},
-        "aio_pika_raw_64": {"events_per_s", "complete"},
+        "faststream_relay": {
+            "events_per_s",
+            "complete",
+            "cpu_ms_per_event",
+            "broker_cpu_ms_per_event",
+        }
+        | REPEATED,
+        "aio_pika_relay": {"events_per_s", "complete", "cpu_ms_per_event", "order_ok", "unique"}
+        | REPEATED,
+        "aio_pika_raw_64": {"events_per_s", "complete", "order_ok", "unique"} | REPEATED,
         "ratios": {
-            "gateway_vs_relay",
-            "gateway_vs_raw",
+            "relay_events_per_s",
+            "raw_events_per_s",
             "pydantic_events_per_s",
             "declarative_events_per_s",
             "keyless_events_per_s",
             "keys_cpu_vs_keyless",
             "run_order",
-            "uvloop_vs_asyncio",
-            "uvloop_vs_asyncio_rounds",
             "uvloop_cpu_vs_asyncio",
             "asyncio_events_per_s",
             "asyncio_cpu_ms_per_event",
@@ -79,10 +105,13 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         | {key for comparison in COMPARISONS["forwarding"] for key in abba_ratio(comparison)},
     },
     "http": {
-        "published": HTTP_RUN | {"answered_published"} | REPEATED,
-        "published_keyless": HTTP_RUN | {"answered_published"} | REPEATED,
-        "published_declarative": HTTP_RUN | {"answered_published"} | REPEATED,
-        "published_asyncio": HTTP_RUN | {"answered_published"} | REPEATED,
+        "published": HTTP_PUBLISHED,
+        "published_keyless": HTTP_PUBLISHED,
+        "published_declarative": HTTP_PUBLISHED,
+        "published_asyncio": HTTP_PUBLISHED,
+        "faststream_http": HTTP_PUBLISHED,
+        # RabbitMQ's management API takes no Idempotency-Key; the node is the broker.
+        "management_api": HTTP_RUN - {"idempotency_keys"} | {"answered_published"} | REPEATED,
         "stored": HTTP_RUN | {"answered_stored", "breaker_opened_after_s"} | REPEATED,
         "stored_keyless": HTTP_RUN | {"answered_stored", "breaker_opened_after_s"} | REPEATED,
         "ratios": {
@@ -96,8 +125,10 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             "stored_keyless_requests_per_s",
             "published_run_order",
             "stored_run_order",
-            "uvloop_vs_asyncio",
-            "uvloop_vs_asyncio_rounds",
+            "recipe_requests_per_s",
+            "management_requests_per_s",
+            "published_p99_vs_p50",
+            "published_rss_growth_mib",
             "asyncio_requests_per_s",
             "asyncio_single_p50_ms",
         }
@@ -105,7 +136,9 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     },
     "batch": {
         "batch_published": {"events_per_s", "accepted", "answered_published", "non_202"} | REPEATED,
-        "batch_stored": {"events_per_s", "accepted", "answered_stored", "non_202"},
+        "batch_stored": {"events_per_s", "accepted", "answered_stored", "non_202"}
+        | REPEATED
+        | {"median_events_per_s"},
         "aio_pika_raw_256": {"events_per_s", "seconds"} | REPEATED,
         "ratios": abba_ratio("published_vs_raw") | {"batch_events", "clients"},
     },
@@ -178,15 +211,19 @@ def test_wrk_report_is_parsed() -> None:
     assert figures["socket_errors"] == 3
 
 
-def test_wrk_sends_an_idempotency_key_only_when_asked(tmp_path: Path) -> None:
+def test_wrk_sends_an_idempotency_key_only_when_asked_and_the_headers_given(
+    tmp_path: Path,
+) -> None:
     if not wrk.available():
         pytest.skip("wrk is not installed (Debian: apt-get install -y wrk)")
-    seen: list[str | None] = []
+    # (Idempotency-Key, Authorization) of every request, whichever run sent it: the server may
+    # still be answering one run's last request when the next run starts.
+    seen: list[tuple[str | None, str | None]] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers["Content-Length"]))
-            seen.append(self.headers.get("Idempotency-Key"))
+            seen.append((self.headers.get("Idempotency-Key"), self.headers.get("Authorization")))
             self.send_response(202)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -200,18 +237,26 @@ def test_wrk_sends_an_idempotency_key_only_when_asked(tmp_path: Path) -> None:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         url = f"http://127.0.0.1:{server.server_address[1]}/"
         try:
-            for keys in (True, False):
-                seen.clear()
-                figures = wrk.run(url, body, "k", duration_s=1, connections=1, keys=keys)
-                assert figures["idempotency_keys"] is keys
-                assert seen
-                if keys:
-                    assert all(key and key.startswith("k-1-") for key in seen)
-                    assert len(set(seen)) == len(seen)
-                else:
-                    assert seen == [None] * len(seen)
+            keyed = wrk.run(url, body, "a", duration_s=1, connections=1)
+            keyless = wrk.run(url, body, "b", duration_s=1, connections=1, keys=False)
+            wrk.run(url, body, "c", duration_s=1, connections=1, headers={"Authorization": "B z"})
         finally:
             server.shutdown()
+    assert keyed["idempotency_keys"] is True
+    assert keyless["idempotency_keys"] is False
+    keys = [key for key, _ in seen]
+    first = [key for key in keys if key and key.startswith("a-1-")]
+    assert first
+    assert len(set(first)) == len(first)
+    assert None in keys  # the keyless run's
+    assert not [key for key in keys if key and key.startswith("b")]
+    # Only the third run's requests carried the header, every one of them.
+    assert {authorization for key, authorization in seen if key and key.startswith("c-1-")} == {
+        "B z"
+    }
+    assert {authorization for key, authorization in seen if not (key or "").startswith("c")} == {
+        None
+    }
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))
@@ -233,6 +278,9 @@ async def test_benchmark_reports_its_figures(name: str, broker_url: str, tmp_pat
             assert keys <= set(row), (case, keys - set(row))
             if "idempotency_keys" in keys:
                 assert row["idempotency_keys"] is ("keyless" not in case), case
+            if name == "http" and row.get("mode") == "load" and case.startswith("published"):
+                # The gateway's memory, sampled around the load.
+                assert {"rss_idle_mib", "rss_peak_mib"} <= set(row), case
             if "unique" in keys:
                 # The order check saw every event (keyless ones by their correlation_id).
                 assert row["unique"] == row["arrived"], case
@@ -246,9 +294,11 @@ async def test_benchmark_reports_its_figures(name: str, broker_url: str, tmp_pat
                     n for n, s in enumerate(order, 1) if s == case
                 ]
     for ratios in by_case.get("ratios", []):
-        # Every comparison ran ABBA, one round ratio per repetition.
+        # Every comparison ran ABBA (or BAAB: its side B first), one round ratio per repetition.
+        balanced = "".join(abba(repetitions))
         for comparison in COMPARISONS[name]:
-            assert ratios[f"{comparison}_order"] == "".join(abba(repetitions)), comparison
+            order = ratios[f"{comparison}_order"]
+            assert order in (balanced, balanced.translate(str.maketrans("AB", "BA"))), comparison
             assert len(ratios[f"{comparison}_rounds"]) == repetitions, comparison
     collected.extend(rows)
 
@@ -290,8 +340,12 @@ def test_repetitions_combine_to_a_mean_and_keep_every_runs_checks() -> None:
         {"position": 1, "events_per_s": 100.0, "arrived": 50, "complete": True},
         {"position": 4, "events_per_s": 300.0, "arrived": 40, "complete": False},
     ]
-    # (B1+B2)/(A1+A2), and each round's own ratio.
+    # Each round's own ratio, and their median: one slow run does not move it.
     assert ratio_of_sides([100.0, 300.0], [90.0, 270.0]) == {"ratio": 0.9, "rounds": [0.9, 0.9]}
+    assert ratio_of_sides([100.0, 100.0, 100.0], [90.0, 300.0, 95.0]) == {
+        "ratio": 0.95,
+        "rounds": [0.9, 3.0, 0.95],
+    }
 
 
 def test_targets_and_figure_come_from_the_results(tmp_path: Path) -> None:
