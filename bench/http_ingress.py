@@ -30,6 +30,8 @@ The peers, measured the same way with the same body:
   of the same RabbitMQ with the plugin enabled, started for this benchmark, its topology declared
   by the gateway's code. The node is both the HTTP server and the broker: its CPU is the serving
   process's.
+- `http_floor` (no peer, no target): the recipe's endpoint answering 202 without publishing, what
+  serving, the framework and validation cost before any broker work.
 Every published case publishes into `breakwater.events`, whose alternate exchange parks the events
 in `breakwater.unrouted` (purged before each run).
 
@@ -153,11 +155,15 @@ PUBLISHED = (
     "published_declarative",
     "published_asyncio",
     "management_api",
+    "http_floor",
 )
 STORED = ("stored_keyless", "stored")
 # Each group of cases interleaved among themselves (the smoke test checks their runs' positions).
 INTERLEAVED = (PUBLISHED, STORED)
 PEERS = ("faststream_http", "management_api")
+# Not a peer: the recipe's endpoint without its publish, what any Python HTTP ingress on this
+# stack costs before it talks to a broker (uvicorn, Starlette, pydantic).
+FLOOR = "http_floor"
 
 
 @dataclass(frozen=True)
@@ -181,6 +187,7 @@ SIDES = {
     "faststream_http": _Side("http-faststream"),
     # The management API takes no Idempotency-Key (each request's body is the same envelope).
     "management_api": _Side("http-management-api", keys=False),
+    "http_floor": _Side("http-floor"),
 }
 
 
@@ -329,10 +336,12 @@ async def _published_run(
 async def _recipe_run(
     ctx: Context, size: Size, case: str, label: str, broker: int | None
 ) -> list[dict[str, Any]]:
-    """One run of the FastStream HTTP recipe, a new process, on the gateway's broker."""
+    """One run of the FastStream HTTP recipe (or its floor), a new process, on the gateway's
+    broker."""
     port = free_port()
     log = ctx.workdir / f"{label}.log"
-    recipe = child(["httprecipe", ctx.broker_url, str(port)], log)
+    command = "httpfloor" if case == FLOOR else "httprecipe"
+    recipe = child([command, ctx.broker_url, str(port)], log)
     try:
         base_url = f"http://127.0.0.1:{port}"
         await asyncio.to_thread(_wait_serving, f"{base_url}/healthz", lambda: _exited(recipe, log))
@@ -340,7 +349,7 @@ async def _recipe_run(
             url=f"{base_url}/v1/events/{CHANNEL}",
             body=order_body(order_payload(1)),
             pid=recipe.pid,
-            broker_pid=broker,
+            broker_pid=None if case == FLOOR else broker,
         )
         return await asyncio.to_thread(_measure, ctx, server, case, size, label, SIDES[case].keys)
     finally:
@@ -465,7 +474,7 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
                     measured = await _stored_run(ctx, size, case, label)
                 else:
                     await purge_queue(ctx.broker_url, UNROUTED)
-                    one_run = _recipe_run if case == "faststream_http" else _published_run
+                    one_run = _recipe_run if case in ("faststream_http", FLOOR) else _published_run
                     measured = await one_run(ctx, size, case, label, broker)
                 runs[case].append([{"position": position, **row} for row in measured])
 
@@ -478,6 +487,7 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
         *(c for c in SIDES if "keyless" in c),
         "published_asyncio",
         *PEERS,
+        FLOOR,
     ):
         # One row per mode (load, single), as _measure gives them, each combining the case's runs.
         for by_mode in zip(*runs[case], strict=True):
@@ -532,6 +542,10 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
             "management_requests_per_s": load_rates("management_api"),
             "recipe_single_p50_ms": single_p50("faststream_http"),
             "management_single_p50_ms": single_p50("management_api"),
+            # What serving, framework and validation alone cost (no broker): the floor under
+            # every HTTP case's CPU per request.
+            "floor_cpu_ms_per_request": by_key[(FLOOR, "load")].get("cpu_ms_per_request"),
+            "floor_requests_per_s": load_rates(FLOOR),
             # The latency tail of `published` under load: each run's p99/p50, and their median.
             "published_p99_vs_p50": round(statistics.median(tails), 3) if tails else None,
             "published_p99_vs_p50_runs": tails,

@@ -180,6 +180,10 @@ def _http(ax: Any, results: list[dict[str, Any]], targets: list[dict[str, Any]])
         f"declarative {ratios.get('declarative_vs_pydantic') or 0:.0%} of pydantic;"
         f" with keys {ratios.get('keys_vs_keyless_published') or 0:.0%} (published),"
         f" {ratios.get('keys_vs_keyless_stored') or 0:.0%} (stored) of no keys\n"
+        f"CPU ms/request: gateway {pub.get('cpu_ms_per_request') or 0:.2f},"
+        f" recipe {_find(results, 'http', 'faststream_http', mode='load').get('cpu_ms_per_request') or 0:.2f},"
+        f" bare HTTP + validation {ratios.get('floor_cpu_ms_per_request') or 0:.2f},"
+        f" broker {pub.get('broker_cpu_ms_per_request') or 0:.2f}\n"
         f"published p99/p50 {ratios.get('published_p99_vs_p50') or 0:.2f}x;"
         f" one at a time p50: published {single_pub.get('p50_ms', 0):.1f} ms,"
         f" stored {single_sto.get('p50_ms', 0):.1f} ms",

@@ -5,6 +5,7 @@
                                                    (message_ids P-n; P: "raw")
     python -m bench.yardsticks httprecipe URL PORT the HTTP recipe a FastStream user writes:
                                                    a Starlette endpoint on uvicorn, port PORT
+    python -m bench.yardsticks httpfloor URL PORT  the same endpoint without publishing (202)
     python -m bench.yardsticks pikarelay URL K     the same relay in plain aio-pika, prefetch K
     python -m bench.yardsticks gate PORT           a TCP proxy to 127.0.0.1:PORT that holds all bytes
                                                    until it reads a line on stdin; prints its port
@@ -171,13 +172,16 @@ async def pikarelay(url: str, prefetch: int) -> None:
     await connection.close()
 
 
-def http_recipe(url: str, port: int) -> None:
+def http_recipe(url: str, port: int, *, publish: bool = True) -> None:
     """What a FastStream user writes instead of the gateway: a Starlette endpoint that validates
     the body with the same model and awaits `broker.publish(..., persist=True)` (FastStream's
     channels confirm publishes by default), served by uvicorn as the gateway is (uvloop and
     httptools, chosen by uvicorn when installed; no access log). The `Idempotency-Key` header, when
     sent, becomes the message_id; nothing is remembered, stored or retried. (FastAPI would add its
-    own request handling on top: Starlette is the leaner, stronger yardstick.)"""
+    own request handling on top: Starlette is the leaner, stronger yardstick.)
+
+    Without `publish`, the same endpoint answers 202 without a broker: the floor of any Python
+    HTTP ingress on this stack (server, framework, validation), for the benchmark's explanation."""
     import uuid
     from contextlib import asynccontextmanager
 
@@ -196,9 +200,10 @@ def http_recipe(url: str, port: int) -> None:
         except ValidationError as exc:
             return Response(exc.json(), status_code=422, media_type="application/json")
         message_id = request.headers.get("idempotency-key") or uuid.uuid4().hex
-        await broker.publish(
-            order, exchange=exchange, routing_key=CHANNEL, persist=True, message_id=message_id
-        )
+        if publish:
+            await broker.publish(
+                order, exchange=exchange, routing_key=CHANNEL, persist=True, message_id=message_id
+            )
         return JSONResponse({"message_id": message_id, "status": "published"}, status_code=202)
 
     async def healthz(request: Request) -> Response:
@@ -206,6 +211,9 @@ def http_recipe(url: str, port: int) -> None:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if not publish:
+            yield
+            return
         await broker.start()
         await broker.declare_exchange(exchange)
         yield
@@ -247,6 +255,8 @@ def main(argv: list[str]) -> None:
         asyncio.run(rawpub(url, int(rest[0]), int(rest[1]), *rest[2:]))
     elif command == "httprecipe":
         http_recipe(url, int(rest[0]))
+    elif command == "httpfloor":
+        http_recipe(url, int(rest[0]), publish=False)
     elif command == "probe":
         asyncio.run(probe(url, float(rest[0])))
     else:

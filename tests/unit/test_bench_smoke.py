@@ -112,6 +112,8 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         "faststream_http": HTTP_PUBLISHED,
         # RabbitMQ's management API takes no Idempotency-Key; the node is the broker.
         "management_api": HTTP_RUN - {"idempotency_keys"} | {"answered_published"} | REPEATED,
+        # The recipe without its publish: no broker work to count.
+        "http_floor": HTTP_RUN | {"answered_published"} | REPEATED,
         "stored": HTTP_RUN | {"answered_stored", "breaker_opened_after_s"} | REPEATED,
         "stored_keyless": HTTP_RUN | {"answered_stored", "breaker_opened_after_s"} | REPEATED,
         "ratios": {
@@ -127,6 +129,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             "stored_run_order",
             "recipe_requests_per_s",
             "management_requests_per_s",
+            "floor_cpu_ms_per_request",
             "published_p99_vs_p50",
             "published_rss_growth_mib",
             "asyncio_requests_per_s",
