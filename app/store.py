@@ -13,7 +13,8 @@ Durability levels (`synchronous`):
   (kill -9, OOM), but the last commits before a power loss or kernel panic can be lost.
 
 The bound (`max_bytes`) is on the logical size of the stored rows, not the file: per row,
-`len(body)` + the UTF-8 lengths of channel, message_id and correlation_id + `ROW_OVERHEAD_BYTES`
+`len(body)` + the UTF-8 lengths of channel, message_id, correlation_id and the extra headers' JSON
+(if any) + `ROW_OVERHEAD_BYTES`
 (which stands for seq, timestamp, record headers and index entries). The files are larger: the
 database does not shrink when rows are deleted (SQLite reuses the freed pages), and the WAL beside
 it grows to about 40 MB between checkpoints.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -40,7 +42,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal, TextIO, TypeVar
 
-from .events import Event
+from .events import Event, Headers
 
 log = logging.getLogger("breakwater.store")
 
@@ -48,7 +50,9 @@ ROW_OVERHEAD_BYTES: Final = 64
 """Fixed per-row part of the logical size the bound is measured against."""
 
 _T = TypeVar("_T")
-_Row = tuple[str, str, str, int, bytes]  # channel, message_id, correlation_id, timestamp ms, body
+# channel, message_id, correlation_id, timestamp ms, body; then, only when the event has extra
+# headers, those as a JSON object: most events have none, and their rows stay as they were.
+_Row = tuple[str, str, str, int, bytes] | tuple[str, str, str, int, bytes, str]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MS: Final = timedelta(milliseconds=1)
@@ -69,7 +73,8 @@ CREATE TABLE IF NOT EXISTS events (
     message_id TEXT NOT NULL UNIQUE,
     correlation_id TEXT NOT NULL,
     timestamp INTEGER NOT NULL,
-    body BLOB NOT NULL
+    body BLOB NOT NULL,
+    headers TEXT
 );
 CREATE INDEX IF NOT EXISTS events_channel_seq ON events (channel, seq);
 CREATE TABLE IF NOT EXISTS idempotency_keys (
@@ -84,13 +89,21 @@ CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys (created
 # Must compute exactly what `_row_size` computes, or the bound drifts across restarts.
 _ROW_SIZE_SQL: Final = (
     "(length(body) + length(CAST(channel AS BLOB)) + length(CAST(message_id AS BLOB))"
-    f" + length(CAST(correlation_id AS BLOB)) + {ROW_OVERHEAD_BYTES})"
+    " + length(CAST(correlation_id AS BLOB)) + coalesce(length(CAST(headers AS BLOB)), 0)"
+    f" + {ROW_OVERHEAD_BYTES})"
 )
-_COLUMNS: Final = "seq, channel, message_id, correlation_id, timestamp, body"
+_COLUMNS: Final = "seq, channel, message_id, correlation_id, timestamp, body, headers"
 _INSERT: Final = (
     "INSERT OR IGNORE INTO events (channel, message_id, correlation_id, timestamp, body)"
     " VALUES (?, ?, ?, ?, ?)"
 )
+_INSERT_WITH_HEADERS: Final = (
+    "INSERT OR IGNORE INTO events (channel, message_id, correlation_id, timestamp, body, headers)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+# Files written before events carried extra headers lack the column: it is added when a store
+# opens such a file (an instant schema change; the rows are not rewritten and read as having none).
+_ADD_HEADERS: Final = "ALTER TABLE events ADD COLUMN headers TEXT"
 # A key seen again after its window replaces the expired row. Rows are appended as `(?, ...)`.
 _REMEMBER_MANY: Final = (
     "INSERT OR REPLACE INTO idempotency_keys (key, channel, digest, outcome, created_ms) VALUES "
@@ -705,16 +718,28 @@ def epoch_ms(stamp: datetime) -> int:
 
 def _to_row(event: Event) -> _Row:
     millis = epoch_ms(event.timestamp)
+    if event.headers:
+        headers = _headers_json(event.headers)
+        return (event.channel, event.message_id, event.correlation_id, millis, event.body, headers)
     return (event.channel, event.message_id, event.correlation_id, millis, event.body)
 
 
+def _headers_json(headers: Headers) -> str:
+    return json.dumps(dict(headers), ensure_ascii=False, separators=(",", ":"))
+
+
+def _headers_of(stored: str | None) -> Headers:
+    return () if stored is None else tuple(json.loads(stored).items())
+
+
 def _row_size(row: _Row) -> int:
-    channel, message_id, correlation_id, _, body = row
+    channel, message_id, correlation_id, _, body = row[:5]
     return (
         len(body)
         + _utf8_len(channel)
         + _utf8_len(message_id)
         + _utf8_len(correlation_id)
+        + (_utf8_len(row[5]) if len(row) == 6 else 0)
         + ROW_OVERHEAD_BYTES
     )
 
@@ -886,10 +911,16 @@ def _connect_writer(path: Path, synchronous: str) -> sqlite3.Connection:
         # The message_id index takes random inserts; a warm cache keeps them off the disk.
         conn.execute("PRAGMA cache_size=-32768")
         conn.executescript(_SCHEMA)
+        if not _has_headers_column(conn):
+            conn.execute(_ADD_HEADERS)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _has_headers_column(conn: sqlite3.Connection) -> bool:
+    return any(row[1] == "headers" for row in conn.execute("PRAGMA table_info(events)"))
 
 
 def _load_counters(conn: sqlite3.Connection) -> _Counters:
@@ -1024,7 +1055,7 @@ def _insert_all(
     unique = rows if len(first) == len(rows) else [rows[index] for index in first.values()]
     last_seq = _last_seq(conn)
     new: set[str] | None = None
-    if conn.executemany(_INSERT, unique).rowcount != len(unique):
+    if _insert(conn, unique) != len(unique):
         # AUTOINCREMENT never reuses a seq, so the rows above the old maximum are exactly ours.
         query = "SELECT message_id FROM events WHERE seq > ?"
         new = {mid for (mid,) in conn.execute(query, (last_seq,))}
@@ -1063,8 +1094,18 @@ def _insert_within_bound(
             inserted[row[0]] = inserted.get(row[0], 0) + 1
             added += size
     if accepted:
-        conn.executemany(_INSERT, accepted)
+        _insert(conn, accepted)
     return verdicts, added, inserted
+
+
+def _insert(conn: sqlite3.Connection, rows: Sequence[_Row]) -> int:
+    """INSERT OR IGNORE the rows in order, one statement per run of rows with or without
+    headers; returns how many were inserted."""
+    inserted = 0
+    for with_headers, run in itertools.groupby(rows, key=len):
+        statement = _INSERT_WITH_HEADERS if with_headers == 6 else _INSERT
+        inserted += conn.executemany(statement, list(run)).rowcount
+    return inserted
 
 
 def _last_seq(conn: sqlite3.Connection) -> int:
@@ -1109,8 +1150,13 @@ def _select(
         )
         params = (channel, after_seq, *skipped, limit)
     return [
-        StoredEvent(seq, Event(channel_, body, message_id, correlation_id, _from_ms(ms)))
-        for seq, channel_, message_id, correlation_id, ms, body in conn.execute(query, params)
+        StoredEvent(
+            seq,
+            Event(channel_, body, message_id, correlation_id, _from_ms(ms), _headers_of(headers)),
+        )
+        for seq, channel_, message_id, correlation_id, ms, body, headers in conn.execute(
+            query, params
+        )
     ]
 
 
@@ -1140,6 +1186,12 @@ class StoreReader:
         try:
             self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
             self._conn.execute("SELECT count(*) FROM events").fetchone()
+            if not _has_headers_column(self._conn):
+                # A file no gateway has opened since events carry headers: read it through a
+                # view that has the column (temporary, in memory: the file is not touched).
+                self._conn.execute(
+                    "CREATE TEMP VIEW events AS SELECT *, NULL AS headers FROM main.events"
+                )
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"fallback store at {path} cannot be read: {exc}") from exc
 

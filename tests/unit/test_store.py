@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from app.store import (
     FallbackStore,
     StoreCorrupt,
     StoreFull,
+    StoreReader,
     StoreUnavailable,
 )
 
@@ -838,3 +840,114 @@ async def test_after_a_crash_the_next_open_checks_and_scans(
     assert whole_file_reads == ["check", "scan"]
     assert reopened[0] == at_close[0] + 5 == row_count(path)
     assert reopened[1] == {**at_close[1], "audit.logged": 5}
+
+
+# -- extra headers, and files written before events had them -----------------------------------
+
+HEADERS = (("cloudEvents_id", "msg-1"), ("cloudEvents_source", "/tests/ü"), ("traceparent", "00-1"))
+
+# The events table as gateways created it before events carried extra headers.
+SCHEMA_WITHOUT_HEADERS = """
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel TEXT NOT NULL,
+    message_id TEXT NOT NULL UNIQUE,
+    correlation_id TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE INDEX events_channel_seq ON events (channel, seq);
+"""
+
+
+def write_store_without_headers(path: Path, events: list[Event]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.executescript(SCHEMA_WITHOUT_HEADERS)
+        conn.executemany(
+            "INSERT INTO events (channel, message_id, correlation_id, timestamp, body)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [row[:5] for row in map(store_module._to_row, events)],
+        )
+        conn.commit()
+
+
+def columns(path: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return [row[1] for row in conn.execute("PRAGMA table_info(events)")]
+
+
+async def test_extra_headers_are_kept_in_order_and_count_against_the_bound(
+    store: FallbackStore,
+) -> None:
+    event = dataclasses.replace(make_event(1), headers=HEADERS)
+    plain = make_event(2)
+
+    await store.put(event)
+    await store.put(plain)
+    stored = [row.event for row in await store.peek(10)]
+
+    assert stored == [event, plain]
+    assert stored[0].headers == HEADERS
+    headers_json = json.dumps(dict(HEADERS), ensure_ascii=False, separators=(",", ":"))
+    assert store.used_bytes() == (
+        logical_size(event) + len(headers_json.encode()) + logical_size(plain)
+    )
+    reopened = await reopen(store)
+    try:
+        assert [row.event for row in await reopened.peek(10)] == [event, plain]
+        assert reopened.used_bytes() == store.used_bytes()
+    finally:
+        await reopened.close()
+
+
+async def test_a_file_from_before_extra_headers_opens_keeps_its_events_and_takes_new_ones(
+    tmp_path: Path, whole_file_reads: list[str]
+) -> None:
+    path = tmp_path / "old.db"
+    old = [make_event(n) for n in range(3)]
+    write_store_without_headers(path, old)
+    # The clean-close mark an older gateway left: its counters, this file's identity.
+    counters = store_module._Counters(
+        depths={"orders.created": 3},
+        oldest_ms={"orders.created": store_module.epoch_ms(old[0].timestamp)},
+        used_bytes=sum(map(logical_size, old)),
+    )
+    store_module._mark_clean(path, counters)
+    whole_file_reads.clear()
+
+    async with FallbackStore(path, max_bytes=1_000_000) as store:
+        assert whole_file_reads == []  # the old mark is trusted: the file is as it was left
+        assert columns(path)[-1] == "headers"
+        assert [row.event for row in await store.peek(10)] == old
+        assert store.used_bytes() == sum(map(logical_size, old))
+        new = dataclasses.replace(make_event(3), headers=HEADERS)
+        await store.put(new)
+        at_close = counters_of(store)
+
+    # The column added changed the file: the mark this close wrote describes the file as it is
+    # now, and the next open trusts it with the same counters a full scan gives.
+    async with FallbackStore(path, max_bytes=1_000_000) as store:
+        assert whole_file_reads == []
+        assert counters_of(store) == at_close
+        assert [row.event for row in await store.peek(10)] == [*old, new]
+    path.with_name("old.db.clean").unlink()
+    async with FallbackStore(path, max_bytes=1_000_000) as store:
+        assert whole_file_reads == ["check", "scan"]
+        assert counters_of(store) == at_close
+
+
+def test_the_reader_reads_a_file_from_before_extra_headers_without_changing_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    old = [make_event(n) for n in range(3)]
+    write_store_without_headers(path, old)
+    before = read_file(path)
+
+    with StoreReader(path) as reader:
+        assert [row.event for row in reader.events()] == old
+        assert reader.stats()["bytes"] == sum(map(logical_size, old))
+
+    assert read_file(path) == before
+    assert "headers" not in columns(path)
