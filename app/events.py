@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ PATH_HEADER = "x-breakwater-path"
 ERROR_HEADER = "x-breakwater-error"
 SOURCE_QUEUE_HEADER = "x-breakwater-queue"  # on a dead-letter copy: the queue it came from
 CONTENT_TYPE = "application/json"
+# What a producer-given id (message_id, correlation_id) may be: they become AMQP short strings
+# (<= 255 bytes), and printable ASCII keeps them loggable.
+ID_PATTERN = re.compile(r"^[\x21-\x7e]{1,200}$")
 # An event's extra AMQP headers, (name, value) in the order they are written.
 Headers = tuple[tuple[str, str], ...]
 
