@@ -186,6 +186,12 @@ class _Delete:
 
 
 @dataclass(slots=True)
+class _Withdraw:
+    message_ids: tuple[str, ...]
+    future: asyncio.Future[int]
+
+
+@dataclass(slots=True)
 class _Remember:
     keys: tuple[RememberedKey, ...]
     future: asyncio.Future[None]
@@ -198,7 +204,7 @@ class _Forget:
     future: asyncio.Future[int]
 
 
-_Op = _Put | _Delete | _Remember | _Forget
+_Op = _Put | _Delete | _Withdraw | _Remember | _Forget
 
 
 @dataclass(slots=True)
@@ -217,6 +223,7 @@ class _Outcome:
     bytes_delta: int
     oldest_ms: dict[str, int | None]
     forgotten: list[int] = field(default_factory=list)  # keys removed, per _Forget in order
+    withdrawn: list[int] = field(default_factory=list)  # events removed, per _Withdraw in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -503,6 +510,17 @@ class FallbackStore:
         self._enqueue(_Delete(tuple(seqs), future))
         await future
 
+    async def withdraw(self, message_ids: Sequence[str]) -> int:
+        """Remove the events with these message_ids (unknown ones are ignored) and their
+        idempotency keys, also when their puts are queued in the same batch; durable on return.
+        Returns how many events were removed. For an event the gateway will be handed again (an
+        AMQP delivery that can no longer be acked): the stored copy would only be a duplicate."""
+        if not message_ids:
+            return 0
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Withdraw(tuple(message_ids), future))
+        return await future
+
     def _enqueue(self, op: _Op) -> None:
         if self._state != "open":
             raise StoreUnavailable(
@@ -528,6 +546,7 @@ class FallbackStore:
     async def _write(self, batch: list[_Op]) -> None:
         puts = [op for op in batch if isinstance(op, _Put)]
         seqs = [seq for op in batch if isinstance(op, _Delete) for seq in op.seqs]
+        withdrawals = [op.message_ids for op in batch if isinstance(op, _Withdraw)]
         keys = _KeyOps(
             with_puts=[put.key for put in puts],
             remembered=[key for op in batch if isinstance(op, _Remember) for key in op.keys],
@@ -542,6 +561,7 @@ class FallbackStore:
                 self._counters.used_bytes,
                 self._max_bytes,
                 keys,
+                withdrawals,
             )
         except sqlite3.Error as exc:
             self._fail(batch, str(exc))
@@ -555,7 +575,7 @@ class FallbackStore:
             self._fail(batch, repr(exc))
             return
         self._apply(outcome)
-        self._answer(batch, puts, outcome.verdicts, outcome.forgotten)
+        self._answer(batch, puts, outcome.verdicts, outcome.forgotten, outcome.withdrawn)
 
     async def _in_writer(self, fn: Callable[..., _T], *args: object) -> _T:
         if self._write_pool is None or self._writer_conn is None:
@@ -589,6 +609,7 @@ class FallbackStore:
         puts: list[_Put],
         verdicts: list[int],
         forgotten_counts: list[int],
+        withdrawn_counts: list[int],
     ) -> None:
         for put, verdict in zip(puts, verdicts, strict=True):
             if put.future.done():  # the caller gave up (cancelled); the event is stored anyway
@@ -598,9 +619,10 @@ class FallbackStore:
             else:
                 put.future.set_result(verdict == _INSERTED)
         forgotten = iter(forgotten_counts)
+        withdrawn = iter(withdrawn_counts)
         for op in batch:
-            if isinstance(op, _Forget):
-                count = next(forgotten)
+            if isinstance(op, _Forget | _Withdraw):
+                count = next(forgotten if isinstance(op, _Forget) else withdrawn)
                 if not op.future.done():
                     op.future.set_result(count)
             elif isinstance(op, _Delete | _Remember) and not op.future.done():
@@ -948,11 +970,20 @@ def _write_batch(
     used_bytes: int,
     max_bytes: int,
     keys: _KeyOps,
+    withdrawals: Sequence[Sequence[str]] = (),
 ) -> _Outcome:
-    """Deletes, then inserts, then the idempotency keys, in one transaction. Deletes go first so
-    the space they free is available to the inserts; every op of a batch is concurrent, so either
-    order is correct. A put's key is written only if its event was stored (or already was)."""
-    if not rows and not seqs and not keys.forgets and len(keys.remembered) <= _KEY_ROWS_PER_QUERY:
+    """Deletes, then inserts, then the idempotency keys, then withdrawals (events by message_id,
+    with their keys), in one transaction. Deletes go first so the space they free is available to
+    the inserts; every op of a batch is concurrent, so either order is correct. Withdrawals go
+    last: one is queued after the put it takes back, which may ride in the same batch. A put's key
+    is written only if its event was stored (or already was)."""
+    if (
+        not rows
+        and not seqs
+        and not withdrawals
+        and not keys.forgets
+        and len(keys.remembered) <= _KEY_ROWS_PER_QUERY
+    ):
         # Only keys of published events: one statement is a transaction of its own (autocommit),
         # one step of this thread instead of three (see _insert_keys).
         _insert_keys(conn, [key.row() for key in keys.remembered])
@@ -961,15 +992,25 @@ def _write_batch(
     try:
         depth_delta, freed = _delete_rows(conn, seqs)
         verdicts, added, inserted = _insert_rows(conn, rows, sizes, used_bytes - freed, max_bytes)
-        for channel, count in inserted.items():
-            depth_delta[channel] = depth_delta.get(channel, 0) + count
-        oldest = {channel: _oldest_ms(conn, channel) for channel in depth_delta}
+        _add_to(depth_delta, inserted)
         forgotten = _write_keys(conn, keys, verdicts)
+        withdrawn: list[int] = []
+        for message_ids in withdrawals:
+            taken, taken_bytes = _delete_rows(conn, _withdraw(conn, message_ids))
+            _add_to(depth_delta, taken)
+            freed += taken_bytes
+            withdrawn.append(-sum(taken.values()))
+        oldest = {channel: _oldest_ms(conn, channel) for channel in depth_delta}
         conn.execute("COMMIT")
     except BaseException:
         _rollback(conn)
         raise
-    return _Outcome(verdicts, depth_delta, added - freed, oldest, forgotten)
+    return _Outcome(verdicts, depth_delta, added - freed, oldest, forgotten, withdrawn)
+
+
+def _add_to(totals: dict[str, int], deltas: dict[str, int]) -> None:
+    for channel, delta in deltas.items():
+        totals[channel] = totals.get(channel, 0) + delta
 
 
 def _write_keys(conn: sqlite3.Connection, keys: _KeyOps, verdicts: list[int]) -> list[int]:
@@ -1015,6 +1056,17 @@ def _rollback(conn: sqlite3.Connection) -> None:
         except sqlite3.Error:
             # SQLite may already have rolled back by itself (e.g. after SQLITE_FULL).
             log.debug("rollback after a failed batch failed", exc_info=True)
+
+
+def _withdraw(conn: sqlite3.Connection, message_ids: Sequence[str]) -> list[int]:
+    """The seqs of the events with these message_ids, whose idempotency keys are removed here."""
+    seqs: list[int] = []
+    for chunk in _chunks(message_ids):
+        marks = _marks(len(chunk))
+        found = conn.execute(f"SELECT seq FROM events WHERE message_id IN ({marks})", chunk)
+        seqs += [seq for (seq,) in found]
+        conn.execute(f"DELETE FROM idempotency_keys WHERE key IN ({marks})", chunk)
+    return seqs
 
 
 def _delete_rows(conn: sqlite3.Connection, seqs: list[int]) -> tuple[dict[str, int], int]:

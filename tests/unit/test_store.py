@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,14 +22,16 @@ from pathlib import Path
 import pytest
 
 from app import store as store_module
-from app.events import Event
+from app.events import Event, utc_now
 from app.store import (
     ROW_OVERHEAD_BYTES,
     FallbackStore,
+    RememberedKey,
     StoreCorrupt,
     StoreFull,
     StoreReader,
     StoreUnavailable,
+    epoch_ms,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -290,6 +293,56 @@ async def test_delete_is_durable_on_return_and_updates_the_counters(store: Fallb
     assert not store.has_backlog("orders.cancelled")
     assert store.used_bytes() == sum(logical_size(e) for e in events[1:3])
     assert store.oldest_timestamps() == {"orders.created": events[1].timestamp}
+
+
+async def test_withdraw_removes_the_events_and_their_keys_by_message_id(
+    store: FallbackStore,
+) -> None:
+    events = [make_event(n, "orders.created" if n < 3 else "orders.cancelled") for n in range(5)]
+    for event in events:
+        key = RememberedKey(event.message_id, event.channel, b"d", "stored", epoch_ms(utc_now()))
+        await store.put_nowait(event, key)
+
+    await store.withdraw([events[0].message_id, events[3].message_id, "never-stored"])
+
+    assert [row.event for row in await store.peek(10)] == [events[1], events[2], events[4]]
+    assert store.channel_depths() == {"orders.created": 2, "orders.cancelled": 1}
+    assert store.used_bytes() == sum(logical_size(events[n]) for n in (1, 2, 4))
+    assert store.oldest_timestamps()["orders.created"] == events[1].timestamp
+    keys = {key.key for key in await store.recent_keys(0, 100)}
+    assert keys == {events[n].message_id for n in (1, 2, 4)}
+    # Durable on return: what another connection sees.
+    assert row_count(store.path) == 3
+
+
+async def test_a_withdrawal_queued_behind_its_put_takes_it_back_in_the_same_batch(
+    store: FallbackStore,
+) -> None:
+    """The AMQP ingress withdraws a delivery's event right after its put was queued (its task was
+    cancelled while waiting for the commit): both may ride in one batch, the put first."""
+    first, kept, taken_back = make_event(0), make_event(1), make_event(2)
+    key = RememberedKey(taken_back.message_id, taken_back.channel, b"d", "stored", 1)
+    thread_free = threading.Event()
+    # The writer thread busy, and the writer waiting for it with a batch of one put in hand...
+    busy = asyncio.ensure_future(store._run_on_writer(lambda conn: thread_free.wait(10)))
+    await asyncio.sleep(0)
+    puts = [store.put_nowait(first)]
+    await asyncio.sleep(0)
+    # ...so these three are queued together and taken as the next batch.
+    puts += [store.put_nowait(kept), store.put_nowait(taken_back, key)]
+    withdrawn = asyncio.ensure_future(store.withdraw([taken_back.message_id]))
+    await asyncio.sleep(0)
+    commits = store.commits
+    thread_free.set()
+    await busy
+
+    assert await asyncio.gather(*puts) == [True, True, True]
+    assert await withdrawn == 1
+    assert store.commits == commits + 2  # the first put's batch, then the other three's
+    assert [row.event for row in await store.peek(10)] == [first, kept]
+    assert store.depth() == 2
+    assert store.used_bytes() == logical_size(first) + logical_size(kept)
+    assert await store.recent_keys(0, 10) == []
 
 
 async def test_reopening_keeps_rows_counters_and_keeps_seq_increasing(
