@@ -10,6 +10,9 @@ Never ahead of the ingress: a `multiple` ack covers every outstanding tag at or 
 only sent for a tag whose predecessors are all settled. Its tag must itself be outstanding (RabbitMQ
 closes the channel with "unknown delivery tag" otherwise), so it names the highest *acked* tag of
 the run, never a nacked one. Nacks go out at once, one by one.
+
+Once the channel is gone, a delivery no ack was sent for is void: the broker puts it back in its
+queue and delivers it again, to this consumer's next channel or to another replica.
 """
 
 from __future__ import annotations
@@ -23,11 +26,16 @@ log = logging.getLogger("breakwater.amqp")
 
 
 class AckWindow:
-    def __init__(self, channel: aiormq.abc.AbstractChannel) -> None:
+    def __init__(self, channel: aiormq.abc.AbstractChannel, *, crash_safe: bool = True) -> None:
         self._channel = channel
+        # The queue keeps its messages through a broker crash (a quorum queue as the gateway
+        # declares it): a void delivery is certain to be delivered again. A queue adopted as it
+        # was (a classic one, transient messages) may lose it with the broker.
+        self.crash_safe = crash_safe
         self._next = 1  # the oldest delivery not settled yet (tags count from 1 per channel)
         self._settled: dict[int, bool] = {}  # settled above `_next`: tag -> acked (not nacked)
         self._ack_through = 0  # the highest acked tag of the settled run, not sent yet
+        self._sent_through = 0  # the highest tag a sent `multiple` ack covers
         self._flush_scheduled = False
         self._sending: set[asyncio.Task[None]] = set()
         self._broken = False
@@ -36,6 +44,11 @@ class AckWindow:
     def unsettled_before(self) -> int:
         """The oldest delivery tag not settled yet."""
         return self._next
+
+    def is_void(self, tag: int) -> bool:
+        """True when delivery `tag` can no longer be acked: its channel is gone and no ack that
+        covers it was sent. The broker will deliver the message again."""
+        return tag > self._sent_through and (self._broken or self._channel.is_closed)
 
     def ack(self, tag: int) -> None:
         """The event of delivery `tag` is safe: ack it with the run it completes (soon)."""
@@ -84,6 +97,7 @@ class AckWindow:
     async def _send_ack(self, tag: int) -> None:
         try:
             await self._channel.basic_ack(tag, multiple=True)
+            self._sent_through = max(self._sent_through, tag)
         except Exception as exc:
             # The channel is gone: the broker requeues everything unacked on it, and the events
             # are already safe, so they are published again (same message_id): at least once.

@@ -42,6 +42,7 @@ from .idempotency import IdempotentPublisher, KeyConflict
 from .inbound import InboundLink, SpecBroker
 from .link import redact
 from .outbound import Unroutable
+from .publisher import Outcome
 from .store import StoreError
 from .topology import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, inbound_queue_arguments
 
@@ -111,6 +112,8 @@ class AmqpIngress:
         self.on_accepted: Callable[[str, str], None] = lambda channel, outcome: None
         self.on_deprecated: Callable[[str], None] = lambda channel: None
         self.on_repeat: Callable[[str, str], None] = lambda channel, ingress: None
+        self.on_withdrawn: Callable[[str], None] = lambda channel: None
+        self._withdrawing: set[asyncio.Task[None]] = set()
 
     async def forward(
         self, channel: EventChannel, window: AckWindow, tag: int, message: DeliveredMessage
@@ -151,6 +154,12 @@ class AmqpIngress:
             accepted = await self._publisher.submit(
                 event, keyed=properties.message_id is not None, in_flight="wait"
             )
+        except asyncio.CancelledError:
+            # aiormq cancels a consumer's tasks when their channel closes (the broker went away,
+            # say): this delivery can no longer be acked, and its event may be in the store.
+            if window.crash_safe:
+                self._withdraw_soon(channel, event)
+            raise
         except KeyConflict as exc:
             reason = f"{IDEMPOTENCY_CONFLICT} {exc.reason('message_id')}"
             await self._dead_letter(channel, window, tag, message, reason, "idempotency_conflict")
@@ -169,6 +178,14 @@ class AmqpIngress:
             self.on_rejected(channel.name, "store_unavailable")
             await self._requeue_later(window, tag)
             return
+        if (
+            accepted.outcome is Outcome.stored
+            and not accepted.repeat
+            and window.crash_safe
+            and window.is_void(tag)
+        ):
+            await self._withdraw(channel, event)
+            return
         window.ack(tag)
         if accepted.repeat:
             self.on_repeat(channel.name, "amqp")
@@ -176,6 +193,39 @@ class AmqpIngress:
         self.on_accepted(channel.name, accepted.outcome)
         if channel.deprecated:
             self.on_deprecated(channel.name)
+
+    def _withdraw_soon(self, channel: EventChannel, event: Event) -> None:
+        """`_withdraw` in a task of its own, for a delivery whose task is being cancelled: queued
+        after the event's put, if it was queued (`withdrawals_settled` waits for it)."""
+        task = asyncio.get_running_loop().create_task(self._withdraw(channel, event))
+        self._withdrawing.add(task)
+        task.add_done_callback(self._withdrawing.discard)
+
+    async def withdrawals_settled(self) -> None:
+        """Wait for the withdrawals still running: before the store closes."""
+        if self._withdrawing:
+            await asyncio.wait(self._withdrawing)
+
+    async def _withdraw(self, channel: EventChannel, event: Event) -> None:
+        """The delivery's channel went away while its event was being stored (the broker died,
+        say, and took the outbound link with it): it was never acked, so the broker delivers the
+        message again, perhaps to another replica that forwards it at once. The stored copy would
+        only be a duplicate, which the replay could publish ahead of events forwarded meanwhile:
+        it is taken back. Only from a queue that keeps its messages through a broker crash (the
+        quorum queues the gateway declares), so the message is certain to come back."""
+        try:
+            withdrawn = await self._publisher.withdraw(event)
+        except StoreError as exc:
+            log.warning(
+                "%s from %s will be delivered again, but its stored copy could not be withdrawn"
+                " (%s): it will be published twice",
+                event.message_id,
+                channel.inbound_queue,
+                exc,
+            )
+            return
+        if withdrawn:
+            self.on_withdrawn(channel.name)
 
     async def _requeue_later(self, window: AckWindow, tag: int) -> None:
         # The pause keeps a full store or a failing dead-letter path from becoming a hot loop.

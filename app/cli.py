@@ -84,6 +84,8 @@ def _event_record(row: StoredEvent) -> dict[str, object]:
         "correlation_id": event.correlation_id,
         "timestamp": event.timestamp.isoformat(timespec="milliseconds"),
     }
+    if event.headers:
+        record["headers"] = dict(event.headers)
     try:
         record["payload"] = json.loads(event.body)
     except ValueError:  # bodies are the gateway's own JSON; keep anything else intact anyway

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -20,6 +21,11 @@ PATH_HEADER = "x-breakwater-path"
 ERROR_HEADER = "x-breakwater-error"
 SOURCE_QUEUE_HEADER = "x-breakwater-queue"  # on a dead-letter copy: the queue it came from
 CONTENT_TYPE = "application/json"
+# What a producer-given id (message_id, correlation_id) may be: they become AMQP short strings
+# (<= 255 bytes), and printable ASCII keeps them loggable.
+ID_PATTERN = re.compile(r"^[\x21-\x7e]{1,200}$")
+# An event's extra AMQP headers, (name, value) in the order they are written.
+Headers = tuple[tuple[str, str], ...]
 
 
 def new_id() -> str:
@@ -39,13 +45,20 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A validated event: `body` is the normalised JSON of its channel's model."""
+    """A validated event: `body` is the normalised JSON of its channel's model.
+
+    `headers` are AMQP headers the event carries to the exchange beside the gateway's own
+    (`x-breakwater-path`): its CloudEvents attributes, for instance. They are fixed when the event
+    is accepted, kept with it in the store and written on every publish, direct or replayed, so a
+    replay after a restart carries exactly what a direct publish would have.
+    """
 
     channel: str
     body: bytes
     message_id: str
     correlation_id: str
     timestamp: datetime
+    headers: Headers = ()
 
     @classmethod
     def accept(

@@ -118,6 +118,7 @@ class Gateway:
             ingress.on_accepted = self.metrics.event_accepted
             ingress.on_rejected = self.metrics.event_rejected
             ingress.on_deprecated = self.metrics.deprecated_event
+        self.amqp.on_withdrawn = self.metrics.delivery_withdrawn
         self.replayer.on_replayed = self.metrics.event_replayed
         for link in (self.link, self.inbound_link):
             link.on_mismatches = functools.partial(self.metrics.topology, link.role)
@@ -280,6 +281,7 @@ class Gateway:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await self.link.close()
+            await self.amqp.withdrawals_settled()
             await self.idempotent.keys_written()
             await self.store.close()
             log.info("breakwater stopped")

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from . import batch
 from .catalog import Catalog, Channel, InvalidPayload
-from .events import Event, new_id
+from .events import ID_PATTERN, Event, new_id
 from .idempotency import IdempotentPublisher, KeyConflict, KeyInFlight
 from .outbound import Unroutable
 from .publisher import Outcome
@@ -34,8 +33,6 @@ from .store import StoreError
 
 log = logging.getLogger("breakwater.http")
 
-# Header values become AMQP short strings (<= 255 bytes); printable ASCII keeps them loggable.
-_ID_PATTERN = re.compile(r"^[\x21-\x7e]{1,200}$")
 # Set on a 202 that answers a repeat of an earlier request's Idempotency-Key (nothing was published).
 REPLAYED_HEADER = "Idempotent-Replayed"
 # The status page has no scripts and only inline styles; forbid everything else.
@@ -212,7 +209,7 @@ class HttpApi:
             ("x-correlation-id", "correlation_id"),
         ):
             value = request.headers.get(header)
-            if value is not None and not _ID_PATTERN.match(value):
+            if value is not None and not ID_PATTERN.match(value):
                 self.on_rejected(name, "invalid_header")
                 return _error(422, f"{header} must be 1-200 printable ASCII characters")
             ids[field] = value

@@ -195,6 +195,14 @@ class IdempotentPublisher:
             del self._pending[key]
             pending.settled.set_result(None)
 
+    async def withdraw(self, event: Event) -> bool:
+        """Take back a stored event its ingress will be handed again (an AMQP delivery that can
+        no longer be acked): it leaves the store and its key the window, so the next delivery is
+        taken as new, not answered as a repeat of a copy that is gone. False when the store did
+        not hold it (it was published, or never queued). Raises StoreError."""
+        self._seen.pop(event.message_id, None)
+        return await self._store.withdraw([event.message_id]) > 0
+
     def _remember_published(self, record: RememberedKey) -> None:
         """The key of a published event, for the store's next write of keys (see
         KEY_WRITE_DELAY_S): the broker has confirmed the event, so the answer does not wait for

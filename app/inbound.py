@@ -185,13 +185,14 @@ class InboundLink(SupervisedLink):
         self._dead_letter = await dead_letter_channel.get_exchange(
             DEAD_LETTER_EXCHANGE, ensure=False
         )
+        adopted = {m.name for m in declarer.mismatches if m.kind == "queue"}
         channels: list[AbstractChannel] = [dead_letter_channel]
         for event_channel in self._catalog.values():
             channel = await connection.channel()
             await channel.set_qos(prefetch_count=self._prefetch)
             underlay = await channel.get_underlay_channel()
             underlay.on_consumer_cancel_callbacks.add(self._cancelled_by_broker)
-            window = AckWindow(underlay)
+            window = AckWindow(underlay, crash_safe=event_channel.inbound_queue not in adopted)
             self._delivered[event_channel.inbound_queue] = False
             result = await underlay.basic_consume(
                 event_channel.inbound_queue,

@@ -115,6 +115,14 @@ class Metrics:
             ["channel", "ingress"],
             registry=self.registry,
         )
+        self.withdrawn = Counter(
+            "breakwater_inbound_withdrawn",
+            "Stored copies of AMQP deliveries taken back from the store because the delivery could"
+            " no longer be acked (its channel went away): the broker delivers them again, so the"
+            " copy would only have been a duplicate, by channel.",
+            ["channel"],
+            registry=self.registry,
+        )
         self.idempotency_keys = Gauge(
             "breakwater_idempotency_keys",
             "Idempotency keys remembered (the window's size).",
@@ -151,6 +159,9 @@ class Metrics:
 
     def repeat(self, channel: str, ingress: str) -> None:
         self.repeats.labels(channel, ingress).inc()
+
+    def delivery_withdrawn(self, channel: str) -> None:
+        self.withdrawn.labels(channel).inc()
 
     def watch_consumers(self, states: Callable[[], Mapping[str, str]]) -> None:
         self._consumers.read = states

@@ -48,6 +48,9 @@ _PATH_HEADERS: dict[DeliveryPath, FieldTable] = {
 def event_properties(event: Event, path: DeliveryPath) -> Basic.Properties:
     """The event's AMQP properties, built straight for aiormq (aio-pika's Message would build the
     same from a copy of every field: a tenth of the forwarding cost)."""
+    headers = _PATH_HEADERS[path]
+    if event.headers:  # most events have none: they share the prebuilt table
+        headers = {**dict(event.headers), **headers}
     return Basic.Properties(
         content_type=CONTENT_TYPE,
         delivery_mode=_PERSISTENT,
@@ -55,7 +58,7 @@ def event_properties(event: Event, path: DeliveryPath) -> Basic.Properties:
         correlation_id=event.correlation_id,
         timestamp=event.timestamp,
         message_type=event.channel,
-        headers=_PATH_HEADERS[path],
+        headers=headers,
     )
 
 

@@ -13,7 +13,8 @@ Durability levels (`synchronous`):
   (kill -9, OOM), but the last commits before a power loss or kernel panic can be lost.
 
 The bound (`max_bytes`) is on the logical size of the stored rows, not the file: per row,
-`len(body)` + the UTF-8 lengths of channel, message_id and correlation_id + `ROW_OVERHEAD_BYTES`
+`len(body)` + the UTF-8 lengths of channel, message_id, correlation_id and the extra headers' JSON
+(if any) + `ROW_OVERHEAD_BYTES`
 (which stands for seq, timestamp, record headers and index entries). The files are larger: the
 database does not shrink when rows are deleted (SQLite reuses the freed pages), and the WAL beside
 it grows to about 40 MB between checkpoints.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -40,7 +42,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal, TextIO, TypeVar
 
-from .events import Event
+from .events import Event, Headers
 
 log = logging.getLogger("breakwater.store")
 
@@ -48,7 +50,9 @@ ROW_OVERHEAD_BYTES: Final = 64
 """Fixed per-row part of the logical size the bound is measured against."""
 
 _T = TypeVar("_T")
-_Row = tuple[str, str, str, int, bytes]  # channel, message_id, correlation_id, timestamp ms, body
+# channel, message_id, correlation_id, timestamp ms, body; then, only when the event has extra
+# headers, those as a JSON object: most events have none, and their rows stay as they were.
+_Row = tuple[str, str, str, int, bytes] | tuple[str, str, str, int, bytes, str]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MS: Final = timedelta(milliseconds=1)
@@ -69,7 +73,8 @@ CREATE TABLE IF NOT EXISTS events (
     message_id TEXT NOT NULL UNIQUE,
     correlation_id TEXT NOT NULL,
     timestamp INTEGER NOT NULL,
-    body BLOB NOT NULL
+    body BLOB NOT NULL,
+    headers TEXT
 );
 CREATE INDEX IF NOT EXISTS events_channel_seq ON events (channel, seq);
 CREATE TABLE IF NOT EXISTS idempotency_keys (
@@ -84,13 +89,21 @@ CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys (created
 # Must compute exactly what `_row_size` computes, or the bound drifts across restarts.
 _ROW_SIZE_SQL: Final = (
     "(length(body) + length(CAST(channel AS BLOB)) + length(CAST(message_id AS BLOB))"
-    f" + length(CAST(correlation_id AS BLOB)) + {ROW_OVERHEAD_BYTES})"
+    " + length(CAST(correlation_id AS BLOB)) + coalesce(length(CAST(headers AS BLOB)), 0)"
+    f" + {ROW_OVERHEAD_BYTES})"
 )
-_COLUMNS: Final = "seq, channel, message_id, correlation_id, timestamp, body"
+_COLUMNS: Final = "seq, channel, message_id, correlation_id, timestamp, body, headers"
 _INSERT: Final = (
     "INSERT OR IGNORE INTO events (channel, message_id, correlation_id, timestamp, body)"
     " VALUES (?, ?, ?, ?, ?)"
 )
+_INSERT_WITH_HEADERS: Final = (
+    "INSERT OR IGNORE INTO events (channel, message_id, correlation_id, timestamp, body, headers)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+# Files written before events carried extra headers lack the column: it is added when a store
+# opens such a file (an instant schema change; the rows are not rewritten and read as having none).
+_ADD_HEADERS: Final = "ALTER TABLE events ADD COLUMN headers TEXT"
 # A key seen again after its window replaces the expired row. Rows are appended as `(?, ...)`.
 _REMEMBER_MANY: Final = (
     "INSERT OR REPLACE INTO idempotency_keys (key, channel, digest, outcome, created_ms) VALUES "
@@ -173,6 +186,12 @@ class _Delete:
 
 
 @dataclass(slots=True)
+class _Withdraw:
+    message_ids: tuple[str, ...]
+    future: asyncio.Future[int]
+
+
+@dataclass(slots=True)
 class _Remember:
     keys: tuple[RememberedKey, ...]
     future: asyncio.Future[None]
@@ -185,7 +204,7 @@ class _Forget:
     future: asyncio.Future[int]
 
 
-_Op = _Put | _Delete | _Remember | _Forget
+_Op = _Put | _Delete | _Withdraw | _Remember | _Forget
 
 
 @dataclass(slots=True)
@@ -204,6 +223,7 @@ class _Outcome:
     bytes_delta: int
     oldest_ms: dict[str, int | None]
     forgotten: list[int] = field(default_factory=list)  # keys removed, per _Forget in order
+    withdrawn: list[int] = field(default_factory=list)  # events removed, per _Withdraw in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -490,6 +510,17 @@ class FallbackStore:
         self._enqueue(_Delete(tuple(seqs), future))
         await future
 
+    async def withdraw(self, message_ids: Sequence[str]) -> int:
+        """Remove the events with these message_ids (unknown ones are ignored) and their
+        idempotency keys, also when their puts are queued in the same batch; durable on return.
+        Returns how many events were removed. For an event the gateway will be handed again (an
+        AMQP delivery that can no longer be acked): the stored copy would only be a duplicate."""
+        if not message_ids:
+            return 0
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Withdraw(tuple(message_ids), future))
+        return await future
+
     def _enqueue(self, op: _Op) -> None:
         if self._state != "open":
             raise StoreUnavailable(
@@ -515,6 +546,7 @@ class FallbackStore:
     async def _write(self, batch: list[_Op]) -> None:
         puts = [op for op in batch if isinstance(op, _Put)]
         seqs = [seq for op in batch if isinstance(op, _Delete) for seq in op.seqs]
+        withdrawals = [op.message_ids for op in batch if isinstance(op, _Withdraw)]
         keys = _KeyOps(
             with_puts=[put.key for put in puts],
             remembered=[key for op in batch if isinstance(op, _Remember) for key in op.keys],
@@ -529,6 +561,7 @@ class FallbackStore:
                 self._counters.used_bytes,
                 self._max_bytes,
                 keys,
+                withdrawals,
             )
         except sqlite3.Error as exc:
             self._fail(batch, str(exc))
@@ -542,7 +575,7 @@ class FallbackStore:
             self._fail(batch, repr(exc))
             return
         self._apply(outcome)
-        self._answer(batch, puts, outcome.verdicts, outcome.forgotten)
+        self._answer(batch, puts, outcome.verdicts, outcome.forgotten, outcome.withdrawn)
 
     async def _in_writer(self, fn: Callable[..., _T], *args: object) -> _T:
         if self._write_pool is None or self._writer_conn is None:
@@ -576,6 +609,7 @@ class FallbackStore:
         puts: list[_Put],
         verdicts: list[int],
         forgotten_counts: list[int],
+        withdrawn_counts: list[int],
     ) -> None:
         for put, verdict in zip(puts, verdicts, strict=True):
             if put.future.done():  # the caller gave up (cancelled); the event is stored anyway
@@ -585,9 +619,10 @@ class FallbackStore:
             else:
                 put.future.set_result(verdict == _INSERTED)
         forgotten = iter(forgotten_counts)
+        withdrawn = iter(withdrawn_counts)
         for op in batch:
-            if isinstance(op, _Forget):
-                count = next(forgotten)
+            if isinstance(op, _Forget | _Withdraw):
+                count = next(forgotten if isinstance(op, _Forget) else withdrawn)
                 if not op.future.done():
                     op.future.set_result(count)
             elif isinstance(op, _Delete | _Remember) and not op.future.done():
@@ -705,16 +740,28 @@ def epoch_ms(stamp: datetime) -> int:
 
 def _to_row(event: Event) -> _Row:
     millis = epoch_ms(event.timestamp)
+    if event.headers:
+        headers = _headers_json(event.headers)
+        return (event.channel, event.message_id, event.correlation_id, millis, event.body, headers)
     return (event.channel, event.message_id, event.correlation_id, millis, event.body)
 
 
+def _headers_json(headers: Headers) -> str:
+    return json.dumps(dict(headers), ensure_ascii=False, separators=(",", ":"))
+
+
+def _headers_of(stored: str | None) -> Headers:
+    return () if stored is None else tuple(json.loads(stored).items())
+
+
 def _row_size(row: _Row) -> int:
-    channel, message_id, correlation_id, _, body = row
+    channel, message_id, correlation_id, _, body = row[:5]
     return (
         len(body)
         + _utf8_len(channel)
         + _utf8_len(message_id)
         + _utf8_len(correlation_id)
+        + (_utf8_len(row[5]) if len(row) == 6 else 0)
         + ROW_OVERHEAD_BYTES
     )
 
@@ -886,10 +933,16 @@ def _connect_writer(path: Path, synchronous: str) -> sqlite3.Connection:
         # The message_id index takes random inserts; a warm cache keeps them off the disk.
         conn.execute("PRAGMA cache_size=-32768")
         conn.executescript(_SCHEMA)
+        if not _has_headers_column(conn):
+            conn.execute(_ADD_HEADERS)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _has_headers_column(conn: sqlite3.Connection) -> bool:
+    return any(row[1] == "headers" for row in conn.execute("PRAGMA table_info(events)"))
 
 
 def _load_counters(conn: sqlite3.Connection) -> _Counters:
@@ -917,11 +970,20 @@ def _write_batch(
     used_bytes: int,
     max_bytes: int,
     keys: _KeyOps,
+    withdrawals: Sequence[Sequence[str]] = (),
 ) -> _Outcome:
-    """Deletes, then inserts, then the idempotency keys, in one transaction. Deletes go first so
-    the space they free is available to the inserts; every op of a batch is concurrent, so either
-    order is correct. A put's key is written only if its event was stored (or already was)."""
-    if not rows and not seqs and not keys.forgets and len(keys.remembered) <= _KEY_ROWS_PER_QUERY:
+    """Deletes, then inserts, then the idempotency keys, then withdrawals (events by message_id,
+    with their keys), in one transaction. Deletes go first so the space they free is available to
+    the inserts; every op of a batch is concurrent, so either order is correct. Withdrawals go
+    last: one is queued after the put it takes back, which may ride in the same batch. A put's key
+    is written only if its event was stored (or already was)."""
+    if (
+        not rows
+        and not seqs
+        and not withdrawals
+        and not keys.forgets
+        and len(keys.remembered) <= _KEY_ROWS_PER_QUERY
+    ):
         # Only keys of published events: one statement is a transaction of its own (autocommit),
         # one step of this thread instead of three (see _insert_keys).
         _insert_keys(conn, [key.row() for key in keys.remembered])
@@ -930,15 +992,25 @@ def _write_batch(
     try:
         depth_delta, freed = _delete_rows(conn, seqs)
         verdicts, added, inserted = _insert_rows(conn, rows, sizes, used_bytes - freed, max_bytes)
-        for channel, count in inserted.items():
-            depth_delta[channel] = depth_delta.get(channel, 0) + count
-        oldest = {channel: _oldest_ms(conn, channel) for channel in depth_delta}
+        _add_to(depth_delta, inserted)
         forgotten = _write_keys(conn, keys, verdicts)
+        withdrawn: list[int] = []
+        for message_ids in withdrawals:
+            taken, taken_bytes = _delete_rows(conn, _withdraw(conn, message_ids))
+            _add_to(depth_delta, taken)
+            freed += taken_bytes
+            withdrawn.append(-sum(taken.values()))
+        oldest = {channel: _oldest_ms(conn, channel) for channel in depth_delta}
         conn.execute("COMMIT")
     except BaseException:
         _rollback(conn)
         raise
-    return _Outcome(verdicts, depth_delta, added - freed, oldest, forgotten)
+    return _Outcome(verdicts, depth_delta, added - freed, oldest, forgotten, withdrawn)
+
+
+def _add_to(totals: dict[str, int], deltas: dict[str, int]) -> None:
+    for channel, delta in deltas.items():
+        totals[channel] = totals.get(channel, 0) + delta
 
 
 def _write_keys(conn: sqlite3.Connection, keys: _KeyOps, verdicts: list[int]) -> list[int]:
@@ -986,6 +1058,17 @@ def _rollback(conn: sqlite3.Connection) -> None:
             log.debug("rollback after a failed batch failed", exc_info=True)
 
 
+def _withdraw(conn: sqlite3.Connection, message_ids: Sequence[str]) -> list[int]:
+    """The seqs of the events with these message_ids, whose idempotency keys are removed here."""
+    seqs: list[int] = []
+    for chunk in _chunks(message_ids):
+        marks = _marks(len(chunk))
+        found = conn.execute(f"SELECT seq FROM events WHERE message_id IN ({marks})", chunk)
+        seqs += [seq for (seq,) in found]
+        conn.execute(f"DELETE FROM idempotency_keys WHERE key IN ({marks})", chunk)
+    return seqs
+
+
 def _delete_rows(conn: sqlite3.Connection, seqs: list[int]) -> tuple[dict[str, int], int]:
     depth_delta: dict[str, int] = {}
     freed = 0
@@ -1024,7 +1107,7 @@ def _insert_all(
     unique = rows if len(first) == len(rows) else [rows[index] for index in first.values()]
     last_seq = _last_seq(conn)
     new: set[str] | None = None
-    if conn.executemany(_INSERT, unique).rowcount != len(unique):
+    if _insert(conn, unique) != len(unique):
         # AUTOINCREMENT never reuses a seq, so the rows above the old maximum are exactly ours.
         query = "SELECT message_id FROM events WHERE seq > ?"
         new = {mid for (mid,) in conn.execute(query, (last_seq,))}
@@ -1063,8 +1146,18 @@ def _insert_within_bound(
             inserted[row[0]] = inserted.get(row[0], 0) + 1
             added += size
     if accepted:
-        conn.executemany(_INSERT, accepted)
+        _insert(conn, accepted)
     return verdicts, added, inserted
+
+
+def _insert(conn: sqlite3.Connection, rows: Sequence[_Row]) -> int:
+    """INSERT OR IGNORE the rows in order, one statement per run of rows with or without
+    headers; returns how many were inserted."""
+    inserted = 0
+    for with_headers, run in itertools.groupby(rows, key=len):
+        statement = _INSERT_WITH_HEADERS if with_headers == 6 else _INSERT
+        inserted += conn.executemany(statement, list(run)).rowcount
+    return inserted
 
 
 def _last_seq(conn: sqlite3.Connection) -> int:
@@ -1109,8 +1202,13 @@ def _select(
         )
         params = (channel, after_seq, *skipped, limit)
     return [
-        StoredEvent(seq, Event(channel_, body, message_id, correlation_id, _from_ms(ms)))
-        for seq, channel_, message_id, correlation_id, ms, body in conn.execute(query, params)
+        StoredEvent(
+            seq,
+            Event(channel_, body, message_id, correlation_id, _from_ms(ms), _headers_of(headers)),
+        )
+        for seq, channel_, message_id, correlation_id, ms, body, headers in conn.execute(
+            query, params
+        )
     ]
 
 
@@ -1140,6 +1238,12 @@ class StoreReader:
         try:
             self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
             self._conn.execute("SELECT count(*) FROM events").fetchone()
+            if not _has_headers_column(self._conn):
+                # A file no gateway has opened since events carry headers: read it through a
+                # view that has the column (temporary, in memory: the file is not touched).
+                self._conn.execute(
+                    "CREATE TEMP VIEW events AS SELECT *, NULL AS headers FROM main.events"
+                )
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"fallback store at {path} cannot be read: {exc}") from exc
 

@@ -22,7 +22,8 @@ from ..batch import longest_key_base
 from ..breaker import BreakerState
 from ..catalog import Catalog, Channel
 from ..catalog.channel import MAX_NAME_LENGTH, NAME_PATTERN, title_of
-from ..http_api import _ID_PATTERN, REPLAYED_HEADER
+from ..events import ID_PATTERN
+from ..http_api import REPLAYED_HEADER
 from ..idempotency import KEY_WRITE_DELAY_S, RETRY_AFTER_IN_FLIGHT_S, KeyConflict, KeyInFlight
 from ..publisher import Outcome
 from ..refusals import RETRY_AFTER_STORE_BROKEN_S, RETRY_AFTER_STORE_FULL_S
@@ -176,10 +177,10 @@ def _payload_error_schema() -> dict[str, Any]:
 
 
 def _id_schema(description: str) -> dict[str, Any]:
-    # `_ID_PATTERN` is what the ingress checks; maxLength/minLength repeat it for generators.
+    # `ID_PATTERN` is what the ingress checks; maxLength/minLength repeat it for generators.
     return {
         "type": "string",
-        "pattern": _ID_PATTERN.pattern,
+        "pattern": ID_PATTERN.pattern,
         "minLength": 1,
         "maxLength": 200,
         "description": description,

@@ -92,10 +92,15 @@ def readyz(gateway: GatewayProcess) -> dict:
 
 def accepted_total(gateway: GatewayProcess) -> float:
     """breakwater_events_accepted_total summed over channels and outcomes."""
+    return counter_total(gateway, "breakwater_events_accepted_total")
+
+
+def counter_total(gateway: GatewayProcess, name: str) -> float:
+    """A counter of the gateway's /metrics summed over its labels (0 when not exported yet)."""
     text = httpx.get(f"{gateway.base_url}/metrics", timeout=5).text
     total = 0.0
     for line in text.splitlines():
-        if line.startswith("breakwater_events_accepted_total{"):
+        if line.startswith(name + "{"):
             total += float(line.rsplit(" ", 1)[1])
     return total
 

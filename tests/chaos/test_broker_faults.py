@@ -24,6 +24,7 @@ from .helpers import (
     Load,
     SilentBroker,
     consumer_count,
+    counter_total,
     delete_queue,
     deliveries,
     preload,
@@ -277,10 +278,12 @@ def test_node_kill9_under_two_replicas_keeps_inbound_order(
     """Two gateways on one inbound queue of a private node, which is killed -9 mid-stream and
     restarted. Both reconnect; the broker makes one of them the queue's single active consumer
     again and redelivers what was unacked. Every event arrives; direct forwarding keeps its order.
-    What the active gateway could not publish when the node died it stored (its acks died with the
-    connection, so the broker redelivers those messages too): it replays them once the node is
-    back, possibly while another replica forwards the redelivered earlier ones. Those replayed
-    copies are duplicates, and may arrive ahead of earlier events: counted, not hidden."""
+    What the active gateway was storing when the node died (its acks died with the connection, so
+    the broker redelivers those messages) it withdraws from its store instead of replaying it: a
+    replayed copy would be a duplicate that could arrive ahead of the earlier events another
+    replica forwards. Only a copy whose ack went into the socket before the node's death was
+    noticed stays (the broker may have taken that ack: it may be the only copy); such copies are
+    replayed, and only they can arrive early: counted, not hidden."""
     node = clean_private_rabbit
     url = node_url(node)
     ids = [f"{run_id}-node-{i:05d}" for i in range(3000)]
@@ -307,6 +310,9 @@ def test_node_kill9_under_two_replicas_keeps_inbound_order(
             order_inversions=inversions(ids, deliveries(recorder)),
             order_inversions_direct=inversions(ids, direct),
             replayed=len(recorder.seen_ids("replay")),
+            withdrawn=sum(
+                counter_total(replica, "breakwater_inbound_withdrawn_total") for replica in replicas
+            ),
             consumer_states=states,
         )
         accounting.report()

@@ -41,6 +41,10 @@ class Broker:
         self.outstanding.discard(delivery_tag)
         self.requeued.add(delivery_tag)
 
+    @property
+    def is_closed(self) -> bool:
+        return self.closed
+
     def _check(self, tag: int) -> None:
         if self.closed:
             raise aiormq.exceptions.ChannelInvalidStateError("closed")
@@ -180,3 +184,24 @@ async def test_in_any_settlement_order_exactly_the_acked_tags_are_acked(seed: in
     assert broker.requeued == to_nack
     assert broker.acked == set(range(1, count + 1)) - to_nack
     assert broker.outstanding == set()
+
+
+async def test_a_delivery_is_void_once_its_channel_is_gone_unless_an_ack_covering_it_went_out() -> (
+    None
+):
+    broker = Broker(delivered=4)
+    window = window_on(broker)
+    window.ack(1)
+    window.ack(2)
+    await settle_turn()
+    assert not window.is_void(3)  # the channel is open: it can still be acked
+
+    broker.closed = True
+    window.ack(3)  # its ack cannot go out now
+    await settle_turn()
+
+    assert broker.acked == {1, 2}
+    assert not window.is_void(1)
+    assert not window.is_void(2)
+    assert window.is_void(3)
+    assert window.is_void(4)  # never settled: the broker delivers it again too

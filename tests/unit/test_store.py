@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -13,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,13 +22,16 @@ from pathlib import Path
 import pytest
 
 from app import store as store_module
-from app.events import Event
+from app.events import Event, utc_now
 from app.store import (
     ROW_OVERHEAD_BYTES,
     FallbackStore,
+    RememberedKey,
     StoreCorrupt,
     StoreFull,
+    StoreReader,
     StoreUnavailable,
+    epoch_ms,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -288,6 +293,56 @@ async def test_delete_is_durable_on_return_and_updates_the_counters(store: Fallb
     assert not store.has_backlog("orders.cancelled")
     assert store.used_bytes() == sum(logical_size(e) for e in events[1:3])
     assert store.oldest_timestamps() == {"orders.created": events[1].timestamp}
+
+
+async def test_withdraw_removes_the_events_and_their_keys_by_message_id(
+    store: FallbackStore,
+) -> None:
+    events = [make_event(n, "orders.created" if n < 3 else "orders.cancelled") for n in range(5)]
+    for event in events:
+        key = RememberedKey(event.message_id, event.channel, b"d", "stored", epoch_ms(utc_now()))
+        await store.put_nowait(event, key)
+
+    await store.withdraw([events[0].message_id, events[3].message_id, "never-stored"])
+
+    assert [row.event for row in await store.peek(10)] == [events[1], events[2], events[4]]
+    assert store.channel_depths() == {"orders.created": 2, "orders.cancelled": 1}
+    assert store.used_bytes() == sum(logical_size(events[n]) for n in (1, 2, 4))
+    assert store.oldest_timestamps()["orders.created"] == events[1].timestamp
+    keys = {key.key for key in await store.recent_keys(0, 100)}
+    assert keys == {events[n].message_id for n in (1, 2, 4)}
+    # Durable on return: what another connection sees.
+    assert row_count(store.path) == 3
+
+
+async def test_a_withdrawal_queued_behind_its_put_takes_it_back_in_the_same_batch(
+    store: FallbackStore,
+) -> None:
+    """The AMQP ingress withdraws a delivery's event right after its put was queued (its task was
+    cancelled while waiting for the commit): both may ride in one batch, the put first."""
+    first, kept, taken_back = make_event(0), make_event(1), make_event(2)
+    key = RememberedKey(taken_back.message_id, taken_back.channel, b"d", "stored", 1)
+    thread_free = threading.Event()
+    # The writer thread busy, and the writer waiting for it with a batch of one put in hand...
+    busy = asyncio.ensure_future(store._run_on_writer(lambda conn: thread_free.wait(10)))
+    await asyncio.sleep(0)
+    puts = [store.put_nowait(first)]
+    await asyncio.sleep(0)
+    # ...so these three are queued together and taken as the next batch.
+    puts += [store.put_nowait(kept), store.put_nowait(taken_back, key)]
+    withdrawn = asyncio.ensure_future(store.withdraw([taken_back.message_id]))
+    await asyncio.sleep(0)
+    commits = store.commits
+    thread_free.set()
+    await busy
+
+    assert await asyncio.gather(*puts) == [True, True, True]
+    assert await withdrawn == 1
+    assert store.commits == commits + 2  # the first put's batch, then the other three's
+    assert [row.event for row in await store.peek(10)] == [first, kept]
+    assert store.depth() == 2
+    assert store.used_bytes() == logical_size(first) + logical_size(kept)
+    assert await store.recent_keys(0, 10) == []
 
 
 async def test_reopening_keeps_rows_counters_and_keeps_seq_increasing(
@@ -838,3 +893,114 @@ async def test_after_a_crash_the_next_open_checks_and_scans(
     assert whole_file_reads == ["check", "scan"]
     assert reopened[0] == at_close[0] + 5 == row_count(path)
     assert reopened[1] == {**at_close[1], "audit.logged": 5}
+
+
+# -- extra headers, and files written before events had them -----------------------------------
+
+HEADERS = (("cloudEvents_id", "msg-1"), ("cloudEvents_source", "/tests/ü"), ("traceparent", "00-1"))
+
+# The events table as gateways created it before events carried extra headers.
+SCHEMA_WITHOUT_HEADERS = """
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel TEXT NOT NULL,
+    message_id TEXT NOT NULL UNIQUE,
+    correlation_id TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE INDEX events_channel_seq ON events (channel, seq);
+"""
+
+
+def write_store_without_headers(path: Path, events: list[Event]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.executescript(SCHEMA_WITHOUT_HEADERS)
+        conn.executemany(
+            "INSERT INTO events (channel, message_id, correlation_id, timestamp, body)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [row[:5] for row in map(store_module._to_row, events)],
+        )
+        conn.commit()
+
+
+def columns(path: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return [row[1] for row in conn.execute("PRAGMA table_info(events)")]
+
+
+async def test_extra_headers_are_kept_in_order_and_count_against_the_bound(
+    store: FallbackStore,
+) -> None:
+    event = dataclasses.replace(make_event(1), headers=HEADERS)
+    plain = make_event(2)
+
+    await store.put(event)
+    await store.put(plain)
+    stored = [row.event for row in await store.peek(10)]
+
+    assert stored == [event, plain]
+    assert stored[0].headers == HEADERS
+    headers_json = json.dumps(dict(HEADERS), ensure_ascii=False, separators=(",", ":"))
+    assert store.used_bytes() == (
+        logical_size(event) + len(headers_json.encode()) + logical_size(plain)
+    )
+    reopened = await reopen(store)
+    try:
+        assert [row.event for row in await reopened.peek(10)] == [event, plain]
+        assert reopened.used_bytes() == store.used_bytes()
+    finally:
+        await reopened.close()
+
+
+async def test_a_file_from_before_extra_headers_opens_keeps_its_events_and_takes_new_ones(
+    tmp_path: Path, whole_file_reads: list[str]
+) -> None:
+    path = tmp_path / "old.db"
+    old = [make_event(n) for n in range(3)]
+    write_store_without_headers(path, old)
+    # The clean-close mark an older gateway left: its counters, this file's identity.
+    counters = store_module._Counters(
+        depths={"orders.created": 3},
+        oldest_ms={"orders.created": store_module.epoch_ms(old[0].timestamp)},
+        used_bytes=sum(map(logical_size, old)),
+    )
+    store_module._mark_clean(path, counters)
+    whole_file_reads.clear()
+
+    async with FallbackStore(path, max_bytes=1_000_000) as store:
+        assert whole_file_reads == []  # the old mark is trusted: the file is as it was left
+        assert columns(path)[-1] == "headers"
+        assert [row.event for row in await store.peek(10)] == old
+        assert store.used_bytes() == sum(map(logical_size, old))
+        new = dataclasses.replace(make_event(3), headers=HEADERS)
+        await store.put(new)
+        at_close = counters_of(store)
+
+    # The column added changed the file: the mark this close wrote describes the file as it is
+    # now, and the next open trusts it with the same counters a full scan gives.
+    async with FallbackStore(path, max_bytes=1_000_000) as store:
+        assert whole_file_reads == []
+        assert counters_of(store) == at_close
+        assert [row.event for row in await store.peek(10)] == [*old, new]
+    path.with_name("old.db.clean").unlink()
+    async with FallbackStore(path, max_bytes=1_000_000) as store:
+        assert whole_file_reads == ["check", "scan"]
+        assert counters_of(store) == at_close
+
+
+def test_the_reader_reads_a_file_from_before_extra_headers_without_changing_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    old = [make_event(n) for n in range(3)]
+    write_store_without_headers(path, old)
+    before = read_file(path)
+
+    with StoreReader(path) as reader:
+        assert [row.event for row in reader.events()] == old
+        assert reader.stats()["bytes"] == sum(map(logical_size, old))
+
+    assert read_file(path) == before
+    assert "headers" not in columns(path)
