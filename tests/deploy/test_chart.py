@@ -1280,6 +1280,7 @@ def exported_series() -> dict[str, tuple[str, frozenset[str]]]:
     metrics.event_replayed("orders")
     metrics.deprecated_event("orders")
     metrics.repeat("orders", "http")
+    metrics.delivery_withdrawn("orders")
     metrics.watch_idempotency(lambda: 0, lambda: 0.0)
     metrics.watch_consumers(lambda: {"breakwater.in.orders": "active"})
     metrics.topology("outbound", [Mismatch("exchange", "breakwater.events", "differs", "costs")])
