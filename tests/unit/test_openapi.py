@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from app.catalog import Catalog, Channel, InvalidPayload
 from app.catalog.default import DEFAULT_CATALOG
+from app.cloudevents.stamping import Stamper
 from app.documents import openapi, pages
 from app.events import Event
 from app.http_api import REPLAYED_HEADER, HttpApi
@@ -242,13 +243,15 @@ class _StubPublisher:
 @contextlib.asynccontextmanager
 async def _client(publisher: object, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     """A client of the HTTP ingress in front of a stub publisher (no broker, no store)."""
+    settings = Settings(_env_file=None, store_path=tmp_path / "store.db")
     api = HttpApi(
-        Settings(_env_file=None, store_path=tmp_path / "store.db"),
+        settings,
         DEFAULT_CATALOG,
         publisher,  # type: ignore[arg-type]
         lambda: (True, {}),
         CollectorRegistry(),
         status=lambda: pytest.fail("the status page is not asked for"),
+        stamper=Stamper.for_settings(DEFAULT_CATALOG, settings),
     )
     transport = httpx.ASGITransport(app=api.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
