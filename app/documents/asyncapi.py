@@ -390,7 +390,12 @@ def complete(
         stamped = (channel.cloudevents or cloudevents) is CloudEventsMode.binary
         _complete_outbound(doc, out_key, channel, payload={"$ref": sent}, stamped=stamped)
         _complete_inbound(
-            doc, in_key, channel, {"$ref": accepted}, single_active_consumer=single_active_consumer
+            doc,
+            in_key,
+            channel,
+            {"$ref": accepted},
+            single_active_consumer=single_active_consumer,
+            stamped=stamped,
         )
         outbound.append(out_key)
         inbound.append(in_key)
@@ -511,6 +516,16 @@ CLOUDEVENTS_ALWAYS = tuple(
 )
 
 
+INBOUND_CLOUDEVENTS = (
+    "\n\nCloudEvents are on for this channel: a message with `cloudEvents_*` (or `cloudEvents:*`)"
+    " headers is a CloudEvent in binary mode (CloudEvents AMQP binding; `content_type` is its"
+    " `datacontenttype`, which must be JSON). Its `id` is the event's `message_id` and"
+    " idempotency key, whatever the `message_id` property says; its `source`, `time`, `subject`"
+    " and extensions go out with the event; its `type` must be the channel name. A malformed one"
+    f" is dead-lettered with `{ERROR_HEADER}: invalid CloudEvent: …`."
+)
+
+
 def cloudevents_headers(channel: Channel, *, stamped: bool) -> dict[str, Any]:
     """The headers of CloudEvents' binary content mode (AMQP binding) on `channel`'s events."""
     when = (
@@ -567,6 +582,7 @@ def _complete_inbound(
     payload: dict[str, Any],
     *,
     single_active_consumer: bool,
+    stamped: bool,
 ) -> None:
     queue = inbound_queue(channel, single_active_consumer=single_active_consumer)
     _set_arguments(_amqp(doc["channels"][key])["queue"], queue.arguments)
@@ -590,7 +606,8 @@ def _complete_inbound(
         f" without a second publish (while the first is still being forwarded, it waits for it)."
         f" One that reuses such a `message_id` for another body, or on another channel, is"
         f" dead-lettered with `{ERROR_HEADER}: {IDEMPOTENCY_CONFLICT} …`. The window is per"
-        f" replica, so consumers still deduplicate by `message_id`: {REPUBLISHED}.",
+        f" replica, so consumers still deduplicate by `message_id`: {REPUBLISHED}."
+        + (INBOUND_CLOUDEVENTS if stamped else ""),
     )
     _replace_message(
         doc,

@@ -471,7 +471,10 @@ BATCH_ERRORS: dict[str, str] = {
     " invalid or its key already used for another event, so none was submitted. `detail`: every"
     " invalid event's errors, `loc` starting with the event's index and `pointer` into the"
     " batch (`/3/items/0/quantity`); without invalid events, a sentence naming the first"
-    " key in conflict.",
+    " key in conflict. On a channel with CloudEvents on, a request that is a CloudEvent (`ce-*`"
+    " headers, `application/cloudevents+json`) or the CloudEvents batch mode"
+    " (`application/cloudevents-batch+json`) is refused too (`detail` a sentence): a batch"
+    " takes payloads, and each event gets its attributes from the gateway.",
     "502": "No event was accepted; none was refused `503` or `409`, and at least one could not"
     " be routed by the broker (the events exchange lost its alternate exchange): not retried by"
     " the gateway.",

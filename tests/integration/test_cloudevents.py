@@ -32,6 +32,7 @@ from tests.unit.test_store import SCHEMA_WITHOUT_HEADERS
 
 from .consumers import bind_queue, collect, drain_now
 from .gateway_process import GatewayProcess
+from .idempotency_helpers import wait_metric
 from .test_amqp_ingress import publish_inbound
 
 pytestmark = pytest.mark.integration
@@ -44,6 +45,7 @@ CANCELLATION: dict[str, Any] = dict(DEFAULT_CATALOG["orders.cancelled"].example)
 PUBLIC_URL = "https://events.example.com"
 SCHEMA = f"{PUBLIC_URL}/docs/asyncapi.json#/components/schemas/OrderCreated"
 JSON = JSONFormat()
+REPEATS = "breakwater_idempotent_repeats_total"
 
 
 def new_id() -> str:
@@ -564,3 +566,45 @@ async def test_a_batch_gets_attributes_per_event_and_the_cloudevents_batch_mode_
     assert "not a CloudEvent" in one_cloudevent.json()["detail"]
     await asyncio.sleep(0.3)
     assert await drain_now(queue) == []
+
+
+async def test_amqp_ingress_takes_a_repeated_cloudevent_id_as_a_repeat(
+    start_gateway: GatewayFactory, amqp: AbstractRobustConnection
+) -> None:
+    gateway = start_with_cloudevents(start_gateway)
+    queue = await bind_queue(amqp, CHANNEL)
+    event_id = new_id()
+    headers = {
+        "cloudEvents_specversion": "1.0",
+        "cloudEvents_id": event_id,
+        "cloudEvents_source": "/warehouse",
+        "cloudEvents_type": CHANNEL,
+    }
+
+    # Each publish gets another random message_id from the client: the id is what counts.
+    for _ in range(2):
+        await publish_inbound(amqp, CHANNEL, json.dumps(ORDER).encode(), headers=headers)
+    [message] = await collect(queue, 1)
+    await wait_metric(
+        gateway.base_url, 1, REPEATS, channel=CHANNEL, ingress="amqp"
+    )  # the second one, acked unpublished
+
+    assert message.message_id == event_id
+    assert read_back(message).get_source() == "/warehouse"
+    assert await drain_now(queue) == []
+
+
+async def test_with_cloudevents_off_amqp_ingress_does_not_read_cloudevents_headers(
+    start_gateway: GatewayFactory, amqp: AbstractRobustConnection
+) -> None:
+    start_gateway()
+    queue = await bind_queue(amqp, CHANNEL)
+    headers = {"cloudEvents_specversion": "1.0", "cloudEvents_id": "not-read"}
+
+    await publish_inbound(
+        amqp, CHANNEL, json.dumps(ORDER).encode(), headers=headers, message_id="amqp-off-1"
+    )
+    [message] = await collect(queue, 1)
+
+    assert message.message_id == "amqp-off-1"
+    assert message.headers == {"x-breakwater-path": "direct"}
