@@ -77,9 +77,10 @@ asyncapi: install
 	$(BIN)/faststream docs gen app.main:app --yaml --out asyncapi.yaml
 
 # Regenerate openapi.json (the HTTP ingress) after changing channels, models or app/documents/openapi.py;
-# commit it. The default catalog without API tokens, whatever the environment or .env says.
+# commit it. The default catalog without API tokens or CloudEvents, whatever the environment or
+# .env says.
 openapi: install
-	BREAKWATER_CATALOG=default BREAKWATER_API_TOKENS= $(BIN)/breakwater openapi --out openapi.json
+	BREAKWATER_CATALOG=default BREAKWATER_API_TOKENS= BREAKWATER_CLOUDEVENTS=off $(BIN)/breakwater openapi --out openapi.json
 
 # The reference AsyncAPI parser on the committed document (pytest runs it too).
 asyncapi-check: install

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import struct
 from collections.abc import Callable
@@ -37,6 +38,8 @@ from .acks import AckWindow
 from .amqp_decoding import undecodable
 from .catalog import Catalog, InvalidPayload
 from .catalog import Channel as EventChannel
+from .cloudevents.attributes import InvalidCloudEvent
+from .cloudevents.stamping import NO_CLOUDEVENTS, Stamper, message_attributes
 from .events import CONTENT_TYPE, ERROR_HEADER, SOURCE_QUEUE_HEADER, Event
 from .idempotency import IdempotentPublisher, KeyConflict
 from .inbound import InboundLink, SpecBroker
@@ -104,8 +107,15 @@ def inbound_queue(channel: EventChannel, *, single_active_consumer: bool = True)
 class AmqpIngress:
     """Forwards each delivery of the inbound queues."""
 
-    def __init__(self, publisher: IdempotentPublisher, *, deadline_s: float) -> None:
+    def __init__(
+        self,
+        publisher: IdempotentPublisher,
+        *,
+        deadline_s: float,
+        stamper: Stamper = NO_CLOUDEVENTS,
+    ) -> None:
         self._publisher = publisher
+        self._stamper = stamper
         self._deadline_s = deadline_s
         self.link: InboundLink | None = None
         self.on_rejected: Callable[[str, str], None] = lambda channel, reason: None
@@ -147,13 +157,24 @@ class AmqpIngress:
             message_id=properties.message_id,
             correlation_id=properties.correlation_id,
         )
+        keyed = properties.message_id is not None
+        if self._stamper.applies_to(channel.name):
+            try:
+                sent = message_attributes(properties.headers, properties.content_type, channel.name)
+            except InvalidCloudEvent as exc:
+                await self._dead_letter(
+                    channel, window, tag, message, str(exc), "invalid_cloudevent"
+                )
+                return
+            if sent is not None:
+                event = dataclasses.replace(event, message_id=sent.id)
+                keyed = True
+            event = self._stamper.stamp(event, sent)
         # No await before this one: the publisher takes the events in delivery order. A message
         # whose message_id is being forwarded right now (a producer's retried publish) waits for
-        # it, then is acked as a repeat.
+        # it, then is acked as a repeat. A CloudEvent's id is its message_id.
         try:
-            accepted = await self._publisher.submit(
-                event, keyed=properties.message_id is not None, in_flight="wait"
-            )
+            accepted = await self._publisher.submit(event, keyed=keyed, in_flight="wait")
         except asyncio.CancelledError:
             # aiormq cancels a consumer's tasks when their channel closes (the broker went away,
             # say): this delivery can no longer be acked, and its event may be in the store.

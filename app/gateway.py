@@ -17,6 +17,7 @@ from . import __version__
 from .amqp_ingress import AmqpIngress, documented_broker
 from .breaker import Breaker, BreakerState
 from .catalog import Catalog
+from .cloudevents.stamping import Stamper
 from .event_loop import loop_for, running_loop
 from .http_api import HttpApi
 from .idempotency import IdempotentPublisher
@@ -60,6 +61,7 @@ class Gateway:
             synchronous=settings.store_synchronous.value,
         )
         self.metrics = Metrics(catalog)
+        self.stamper = Stamper.for_settings(catalog, settings)
         self.publisher = ResilientPublisher(
             self.link,
             self.breaker,
@@ -86,7 +88,9 @@ class Gateway:
             settings.inbound_prefetch,
             single_active_consumer=settings.inbound_single_active_consumer,
         )
-        self.amqp = AmqpIngress(self.idempotent, deadline_s=settings.publish_timeout_s)
+        self.amqp = AmqpIngress(
+            self.idempotent, deadline_s=settings.publish_timeout_s, stamper=self.stamper
+        )
         self.inbound_link = InboundLink(
             inbound_urls,
             self.amqp.forward,
@@ -105,6 +109,7 @@ class Gateway:
             self.readiness,
             self.metrics.registry,
             status=self.status,
+            stamper=self.stamper,
         )
         self._count_events()
         self._tasks: list[asyncio.Task[None]] = []

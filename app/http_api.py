@@ -22,6 +22,9 @@ from starlette.types import Receive, Scope, Send
 
 from . import batch
 from .catalog import Catalog, Channel, InvalidPayload
+from .cloudevents import http as cloudevents_http
+from .cloudevents.attributes import Attributes, InvalidCloudEvent
+from .cloudevents.stamping import NO_CLOUDEVENTS, Stamper
 from .events import ID_PATTERN, Event, new_id
 from .idempotency import IdempotentPublisher, KeyConflict, KeyInFlight
 from .outbound import Unroutable
@@ -125,8 +128,10 @@ class HttpApi:
         registry: CollectorRegistry,
         *,
         status: Callable[[], StatusSnapshot],
+        stamper: Stamper = NO_CLOUDEVENTS,
     ) -> None:
         self._registry = registry
+        self._stamper = stamper
         self._status = status
         self._settings = settings
         self._catalog = catalog
@@ -221,12 +226,13 @@ class HttpApi:
             return opened
         channel, body, ids = opened
         name = channel.name
-        try:
-            normalised = channel.payload.validate(body)
-        except InvalidPayload as exc:
-            self.on_rejected(name, "invalid_payload")
-            return _error(422, exc.errors)
+        validated = self._validated(request, channel, body, ids)
+        if isinstance(validated, Response):
+            return validated
+        normalised, sent = validated
         event = Event.accept(name, normalised, **ids)
+        if self._stamper.applies_to(name):
+            event = self._stamper.stamp(event, sent)
         try:
             accepted = await self._publisher.submit(event, keyed=ids["message_id"] is not None)
         except (KeyConflict, KeyInFlight, StoreError, Unroutable) as exc:
@@ -249,6 +255,36 @@ class HttpApi:
             headers=headers,
         )
 
+    def _validated(
+        self, request: Request, channel: Channel, body: bytes, ids: dict[str, str | None]
+    ) -> tuple[bytes, Attributes | None] | Response:
+        """The normalised payload, and the attributes of a CloudEvent (whose `id` becomes the
+        `message_id` in `ids`); or the 422."""
+        try:
+            received = None
+            if self._stamper.applies_to(channel.name):
+                received = cloudevents_http.read(
+                    request.headers.items(), request.headers.get("content-type"), body, channel
+                )
+            if received is None:
+                return channel.payload.validate(body), None
+        except InvalidPayload as exc:
+            self.on_rejected(channel.name, "invalid_payload")
+            return _error(422, exc.errors)
+        except InvalidCloudEvent as exc:
+            self.on_rejected(channel.name, "invalid_cloudevent")
+            return _error(422, str(exc))
+        key, event_id = ids["message_id"], received.attributes.id
+        if key is not None and key != event_id:
+            self.on_rejected(channel.name, "invalid_cloudevent")
+            return _error(
+                422,
+                f"idempotency-key {key!r} and the CloudEvent's id {event_id!r} differ: both name"
+                " the event (its message_id); send one of them, or the same in both",
+            )
+        ids["message_id"] = event_id  # the idempotency key, as an Idempotency-Key would be
+        return received.body, received.attributes
+
     async def post_batch(self, request: Request) -> Response:
         """Many events of one channel (app/batch.py): each validated and answered on its own."""
         opened = await self._open(request)
@@ -256,6 +292,14 @@ class HttpApi:
             return opened
         channel, body, ids = opened
         name = channel.name
+        stamping = self._stamper.applies_to(name)
+        if stamping:
+            refused = cloudevents_http.batch_refusal(
+                request.headers.items(), request.headers.get("content-type")
+            )
+            if refused is not None:
+                self.on_rejected(name, "invalid_batch")
+                return _error(422, refused)
         atomic = request.query_params.get("atomic", "false").lower()
         if atomic not in ("true", "false"):
             self.on_rejected(name, "invalid_batch")
@@ -281,6 +325,9 @@ class HttpApi:
         outcomes = batch.validate(
             channel, payloads, key_base=key_base, correlation_id=ids["correlation_id"] or new_id()
         )
+        if stamping:
+            for index, event in outcomes.events.items():
+                outcomes.events[index] = self._stamper.stamp(event)
         if atomic == "true":
             if key_base is not None:
                 batch.check_keys(self._publisher, outcomes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .cloudevents.attributes import CloudEventsMode, is_uri_reference
 
 
 class LogFormat(StrEnum):
@@ -165,6 +168,31 @@ class Settings(BaseSettings):
             " per 100,000 keys. The window is whichever is shorter, the TTL or the newest this many."
         ),
     )
+    cloudevents: CloudEventsMode = Field(
+        default=CloudEventsMode.off,
+        description=(
+            "`binary`: every channel's outbound events carry their CloudEvents attributes as"
+            " `cloudEvents_*` AMQP headers (the CloudEvents AMQP binding's binary content mode),"
+            " and its HTTP ingress also takes CloudEvents (structured and binary mode); a"
+            " channel's `cloudevents: off` in the catalog opts it out. `off`: only the channels"
+            " whose catalog entry says `cloudevents: binary`."
+        ),
+    )
+    cloudevents_source: str | None = Field(
+        default=None,
+        description=(
+            "The CloudEvents `source` of the events that did not arrive as CloudEvents (a"
+            " producer's CloudEvent keeps its own), a URI-reference; default: the public URL."
+        ),
+    )
+    public_url: str = Field(
+        default="http://localhost:8000",
+        description=(
+            "The gateway's HTTP address as producers and consumers reach it: the base of the"
+            " CloudEvents `dataschema` (`<url>/docs/asyncapi.json#/components/schemas/<payload>`)"
+            " and the default `source`."
+        ),
+    )
     shutdown_grace_s: float = Field(
         default=20.0, gt=0, description="How long SIGTERM waits for in-flight work to finish."
     )
@@ -186,6 +214,20 @@ class Settings(BaseSettings):
                     ) from None
         return value
 
+    @field_validator("cloudevents_source")
+    @classmethod
+    def _uri_reference(cls, value: str | None) -> str | None:
+        if value is not None and not is_uri_reference(value):
+            raise ValueError("must be a URI-reference (RFC 3986), e.g. https://events.example.com")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value):
+            raise ValueError("must be an http:// or https:// URL without query or fragment")
+        return value.rstrip("/")
+
     @field_validator("api_tokens", mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:
@@ -200,6 +242,11 @@ class Settings(BaseSettings):
                 "BREAKWATER_BROKER_CERT_FILE and BREAKWATER_BROKER_KEY_FILE go together"
             )
         return self
+
+    @property
+    def events_source(self) -> str:
+        """The CloudEvents `source` of the events the gateway stamps itself."""
+        return self.cloudevents_source or self.public_url
 
     @property
     def broker_urls(self) -> list[str]:

@@ -1154,8 +1154,8 @@ def _insert(conn: sqlite3.Connection, rows: Sequence[_Row]) -> int:
     """INSERT OR IGNORE the rows in order, one statement per run of rows with or without
     headers; returns how many were inserted."""
     inserted = 0
-    for with_headers, run in itertools.groupby(rows, key=len):
-        statement = _INSERT_WITH_HEADERS if with_headers == 6 else _INSERT
+    for width, run in itertools.groupby(rows, key=len):
+        statement = _INSERT_WITH_HEADERS if width == 6 else _INSERT
         inserted += conn.executemany(statement, list(run)).rowcount
     return inserted
 

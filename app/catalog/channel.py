@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from ..cloudevents.attributes import CloudEventsMode
 from .compatibility import Compatibility
 from .model import EventModel
 from .payload import (
@@ -63,12 +64,21 @@ class Channel:
     deprecated: bool = False
     # How its schema may change (`breakwater catalog check`), in the schema-registry sense.
     compatibility: Compatibility = Compatibility.BACKWARD
+    # Whether its events carry CloudEvents attributes; None: as BREAKWATER_CLOUDEVENTS says.
+    cloudevents: CloudEventsMode | None = None
 
     def __post_init__(self) -> None:
         if (self.model is None) == (self.schema is None):
             raise CatalogError([Problem(self.name, "", "give exactly one of model= and schema=")])
         # Accept a list as well as a tuple: the dataclass stays hashable and frozen.
         object.__setattr__(self, "examples", tuple(self.examples))
+        if self.cloudevents is not None:  # `cloudevents="binary"` works as well as the enum
+            try:
+                object.__setattr__(self, "cloudevents", CloudEventsMode(self.cloudevents))
+            except ValueError:
+                modes = " or ".join(mode.value for mode in CloudEventsMode)
+                message = f"cloudevents must be {modes}, not {self.cloudevents!r}"
+                raise CatalogError([Problem(self.name, "/cloudevents", message)]) from None
 
     @cached_property
     def payload(self) -> PayloadSchema:

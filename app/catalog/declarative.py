@@ -7,6 +7,7 @@ channels:
     description: Markdown, optional.
     deprecated: false                   # optional: still accepted, marked in the documents
     compatibility: BACKWARD             # optional: BACKWARD | FORWARD | FULL | NONE
+    cloudevents: binary                 # optional: binary | off; default BREAKWATER_CLOUDEVENTS
     payload: {type: object, ...}        # JSON Schema 2020-12; or payloadFile: schemas/x.json
     examples: [{...}]                   # at least one, each valid
 ```
@@ -24,8 +25,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ..cloudevents.attributes import CloudEventsMode
 from .channel import Catalog, CatalogError, Channel, Problem
 from .compatibility import Compatibility
 from .payload import UnusableSchema, inline_refs, pointer
@@ -41,9 +43,20 @@ class _ChannelEntry(BaseModel):
     description: str = ""
     deprecated: bool = False
     compatibility: Literal["BACKWARD", "FORWARD", "FULL", "NONE"] = "BACKWARD"
+    cloudevents: Literal["binary", "off"] | None = None
     payload: dict[str, Any] | None = None
     payloadFile: str | None = None  # the key as users write it
     examples: list[Any] = Field(min_length=1)
+
+    @field_validator("cloudevents", mode="before")
+    @classmethod
+    def _unquoted_off(cls, value: object) -> object:
+        # YAML 1.1 (PyYAML's) reads an unquoted `off` as false: that is what was meant.
+        if value is False:
+            return "off"
+        if value is True:
+            raise ValueError("must be binary or off (an unquoted on/yes is read as a boolean)")
+        return value
 
 
 class _CatalogFile(BaseModel):
@@ -98,6 +111,7 @@ def load_file(path: Path) -> Catalog:
             examples=tuple(entry.examples),
             deprecated=entry.deprecated,
             compatibility=Compatibility(entry.compatibility),
+            cloudevents=None if entry.cloudevents is None else CloudEventsMode(entry.cloudevents),
         )
         problems.extend(_at(problem, where) for problem in channel.problems())
         channels.append(channel)

@@ -38,6 +38,8 @@ from ..amqp_ingress import (
 )
 from ..catalog import Catalog, Channel, InvalidPayload
 from ..catalog.payload import MAX_REASON_TEXT
+from ..cloudevents.attributes import SPECVERSION, CloudEventsMode
+from ..cloudevents.stamping import SCHEMA_PATH, header
 from ..events import CONTENT_TYPE, ERROR_HEADER, PATH_HEADER, SOURCE_QUEUE_HEADER, DeliveryPath
 from ..idempotency import KEY_WRITE_DELAY_S
 from ..settings import Settings
@@ -122,6 +124,16 @@ ENVELOPE: tuple[tuple[str, str, str], ...] = (
     ),
     ("delivery_mode", "AMQP property", "`2`: persistent."),
     (PATH_HEADER, "header", PATH_DESCRIPTION),
+    (
+        "cloudEvents_*",
+        "headers",
+        "Only on a channel with CloudEvents on (`BREAKWATER_CLOUDEVENTS=binary`, or"
+        " `cloudevents: binary` in its catalog entry): the CloudEvents attributes in the binary"
+        " content mode of the CloudEvents AMQP binding (`cloudEvents_id` = `message_id`,"
+        " `cloudEvents_type` = the channel, `source`, `time`, `dataschema`, `specversion`, and a"
+        " producer's `subject` and extensions; `content_type` is `datacontenttype`), read by the"
+        " CloudEvents SDKs' AMQP bindings.",
+    ),
 )
 
 
@@ -282,9 +294,16 @@ _Dumper.add_representer(str, _represent_str)
 class GatewayAsyncAPI(AsyncAPI):
     """FastStream's AsyncAPI 3.0 generator, with its output completed from the catalog."""
 
-    def __init__(self, catalog: Catalog, *, single_active_consumer: bool = True) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        single_active_consumer: bool = True,
+        cloudevents: CloudEventsMode = CloudEventsMode.off,
+    ) -> None:
         self.catalog = tuple(catalog.values())
         self.single_active_consumer = single_active_consumer
+        self.cloudevents = cloudevents
         super().__init__(
             _spec_broker(self.catalog),
             title=TITLE,
@@ -295,15 +314,25 @@ class GatewayAsyncAPI(AsyncAPI):
     def to_specification(self) -> AsyncAPIDocument:
         generated = super().to_specification().to_jsonable()
         return AsyncAPIDocument(
-            complete(generated, self.catalog, single_active_consumer=self.single_active_consumer)
+            complete(
+                generated,
+                self.catalog,
+                single_active_consumer=self.single_active_consumer,
+                cloudevents=self.cloudevents,
+            )
         )
 
 
 def specification(catalog: Catalog, settings: Settings | None = None) -> GatewayAsyncAPI:
     """The app's specification factory; the app adds its inbound broker to it. The inbound queues'
     arguments follow `settings` (default: the settings' defaults, as in `asyncapi.yaml`)."""
-    single = settings.inbound_single_active_consumer if settings is not None else True
-    return GatewayAsyncAPI(catalog, single_active_consumer=single)
+    if settings is None:
+        return GatewayAsyncAPI(catalog)
+    return GatewayAsyncAPI(
+        catalog,
+        single_active_consumer=settings.inbound_single_active_consumer,
+        cloudevents=settings.cloudevents,
+    )
 
 
 def document_for(catalog: Catalog, settings: Settings) -> AsyncAPIDocument:
@@ -335,7 +364,11 @@ def differences(committed: str, generated: str) -> str:
 
 
 def complete(
-    generated: dict[str, Any], catalog: Sequence[Channel], *, single_active_consumer: bool = True
+    generated: dict[str, Any],
+    catalog: Sequence[Channel],
+    *,
+    single_active_consumer: bool = True,
+    cloudevents: CloudEventsMode = CloudEventsMode.off,
 ) -> dict[str, Any]:
     """The generated document with headers, properties, arguments, payloads and examples added,
     servers and vhosts pinned to the default broker, and everything in catalog order."""
@@ -354,9 +387,15 @@ def complete(
         out_key = _channel_key(doc, exchange=EVENTS_EXCHANGE, address=channel.name)
         in_key = _channel_key(doc, queue=channel.inbound_queue)
         sent, accepted = payload_refs[channel.name]
-        _complete_outbound(doc, out_key, channel, payload={"$ref": sent})
+        stamped = (channel.cloudevents or cloudevents) is CloudEventsMode.binary
+        _complete_outbound(doc, out_key, channel, payload={"$ref": sent}, stamped=stamped)
         _complete_inbound(
-            doc, in_key, channel, {"$ref": accepted}, single_active_consumer=single_active_consumer
+            doc,
+            in_key,
+            channel,
+            {"$ref": accepted},
+            single_active_consumer=single_active_consumer,
+            stamped=stamped,
         )
         outbound.append(out_key)
         inbound.append(in_key)
@@ -415,7 +454,7 @@ MESSAGE_FIELDS = (
 
 
 def _complete_outbound(
-    doc: dict[str, Any], key: str, channel: Channel, payload: dict[str, Any]
+    doc: dict[str, Any], key: str, channel: Channel, payload: dict[str, Any], *, stamped: bool
 ) -> None:
     _set_arguments(_amqp(doc["channels"][key])["exchange"], EVENTS_EXCHANGE_ARGUMENTS)
     operation = doc["operations"][_operation_key(doc, key)]
@@ -452,9 +491,10 @@ def _complete_outbound(
                     "type": "string",
                     "enum": [path.value for path in DeliveryPath],
                     "description": PATH_DESCRIPTION,
-                }
+                },
+                **cloudevents_headers(channel, stamped=stamped),
             },
-            "required": [PATH_HEADER],
+            "required": [PATH_HEADER, *(CLOUDEVENTS_ALWAYS if stamped else ())],
         },
         bindings={"amqp": {"messageType": channel.name, "bindingVersion": AMQP_BINDING_VERSION}},
         examples=[
@@ -466,6 +506,63 @@ def _complete_outbound(
             }
         ],
     )
+
+
+CLOUDEVENTS_SETTING = setting_name("cloudevents")
+PUBLIC_URL_SETTING = setting_name("public_url")
+# The CloudEvents headers every event of a channel with CloudEvents on has.
+CLOUDEVENTS_ALWAYS = tuple(
+    header(name) for name in ("specversion", "id", "source", "type", "time", "dataschema")
+)
+
+
+INBOUND_CLOUDEVENTS = (
+    "\n\nCloudEvents are on for this channel: a message with `cloudEvents_*` (or `cloudEvents:*`)"
+    " headers is a CloudEvent in binary mode (CloudEvents AMQP binding; `content_type` is its"
+    " `datacontenttype`, which must be JSON). Its `id` is the event's `message_id` and"
+    " idempotency key, whatever the `message_id` property says; its `source`, `time`, `subject`"
+    " and extensions go out with the event; its `type` must be the channel name. A malformed one"
+    f" is dead-lettered with `{ERROR_HEADER}: invalid CloudEvent: …`."
+)
+
+
+def cloudevents_headers(channel: Channel, *, stamped: bool) -> dict[str, Any]:
+    """The headers of CloudEvents' binary content mode (AMQP binding) on `channel`'s events."""
+    when = (
+        "Present: CloudEvents is on for this channel."
+        if stamped
+        else f"Present only when CloudEvents is on for this channel (`{CLOUDEVENTS_SETTING}=binary`,"
+        " or `cloudevents: binary` in its catalog entry)."
+    )
+    schema_url = f"<{PUBLIC_URL_SETTING}>{SCHEMA_PATH}{channel.payload.title}"
+    described = {
+        "specversion": ({"const": SPECVERSION}, "The CloudEvents specification version."),
+        "id": (
+            {},
+            "The event's `message_id`: a producer's CloudEvent `id`, else as the envelope says.",
+        ),
+        "source": (
+            {},
+            "A URI-reference: a producer's CloudEvent keeps its own; else"
+            f" `{setting_name('cloudevents_source')}` (default: `{PUBLIC_URL_SETTING}`).",
+        ),
+        "type": ({"const": channel.name}, "The channel name, as the routing key."),
+        "time": (
+            {"format": "date-time"},
+            "RFC 3339: a producer's CloudEvent keeps its own; else when the gateway accepted the"
+            " event, with milliseconds.",
+        ),
+        "dataschema": (
+            {"format": "uri"},
+            f"`{schema_url}`: this payload's schema in the document the gateway serves.",
+        ),
+        "subject": ({}, "A producer's CloudEvent `subject`, when it had one."),
+    }
+    headers = {
+        header(name): {"type": "string", **extra, "description": f"{text} {when}"}
+        for name, (extra, text) in described.items()
+    }
+    return headers
 
 
 def _set_arguments(declared: dict[str, Any], arguments: Mapping[str, Any]) -> None:
@@ -485,6 +582,7 @@ def _complete_inbound(
     payload: dict[str, Any],
     *,
     single_active_consumer: bool,
+    stamped: bool,
 ) -> None:
     queue = inbound_queue(channel, single_active_consumer=single_active_consumer)
     _set_arguments(_amqp(doc["channels"][key])["queue"], queue.arguments)
@@ -508,7 +606,8 @@ def _complete_inbound(
         f" without a second publish (while the first is still being forwarded, it waits for it)."
         f" One that reuses such a `message_id` for another body, or on another channel, is"
         f" dead-lettered with `{ERROR_HEADER}: {IDEMPOTENCY_CONFLICT} …`. The window is per"
-        f" replica, so consumers still deduplicate by `message_id`: {REPUBLISHED}.",
+        f" replica, so consumers still deduplicate by `message_id`: {REPUBLISHED}."
+        + (INBOUND_CLOUDEVENTS if stamped else ""),
     )
     _replace_message(
         doc,

@@ -22,12 +22,15 @@ from ..batch import longest_key_base
 from ..breaker import BreakerState
 from ..catalog import Catalog, Channel
 from ..catalog.channel import MAX_NAME_LENGTH, NAME_PATTERN, title_of
+from ..cloudevents.attributes import CloudEventsMode
+from ..cloudevents.http import STRUCTURED
 from ..events import ID_PATTERN
 from ..http_api import REPLAYED_HEADER
 from ..idempotency import KEY_WRITE_DELAY_S, RETRY_AFTER_IN_FLIGHT_S, KeyConflict, KeyInFlight
 from ..publisher import Outcome
 from ..refusals import RETRY_AFTER_STORE_BROKEN_S, RETRY_AFTER_STORE_FULL_S
 from ..settings import Settings
+from . import openapi_cloudevents
 from .asyncapi import duration, payload_schemas, setting_default, setting_name
 
 OPENAPI_VERSION = "3.1.0"
@@ -128,7 +131,10 @@ ERRORS: dict[str, str] = {
     f" `{CORRELATION_ID}` is not 1-200 printable ASCII characters (`detail`: a string); or the"
     f" `{IDEMPOTENCY_KEY}` was already used, within the idempotency window or by a request still"
     " in flight, for another channel or another body (`detail`: a sentence naming the key):"
-    " nothing was published; a retry must repeat the first request, a new event needs a new key.",
+    " nothing was published; a retry must repeat the first request, a new event needs a new key."
+    " On a channel with CloudEvents on, also: a malformed CloudEvent, its `type` naming another"
+    " channel, or an `Idempotency-Key` that differs from its `id` (`detail`: a sentence naming"
+    " every problem).",
     "502": "The broker refused to route the event (the events exchange lost its alternate"
     " exchange): not retried by the gateway, the event was not accepted.",
     "503": "Neither the broker nor the fallback store can take the event (the store is full, or"
@@ -344,7 +350,11 @@ def _id_headers() -> list[dict[str, Any]]:
 
 
 def _channel_operation(
-    channel: Channel, accepted_ref: str, security: list[dict[str, list[str]]]
+    channel: Channel,
+    accepted_ref: str,
+    security: list[dict[str, list[str]]],
+    *,
+    cloudevents: bool,
 ) -> dict[str, Any]:
     examples = {
         f"example{index}" if index else "example": {"value": copy.deepcopy(example)}
@@ -357,6 +367,7 @@ def _channel_operation(
             channel.description.strip(),
             f"Publishes a `{channel.name}` event: routing key `{channel.name}` on the events"
             " exchange. Money amounts may be JSON numbers or decimal strings.",
+            openapi_cloudevents.DESCRIPTION if cloudevents else "",
         )
         if part
     )
@@ -376,14 +387,25 @@ def _channel_operation(
         "responses": _event_responses(channel),
         "security": security,
     }
+    if cloudevents:
+        _take_cloudevents(operation, {"$ref": accepted_ref}, channel.name)
     if channel.deprecated:
         operation["deprecated"] = True
     return operation
 
 
-def _generic_operation(catalog: Catalog, security: list[dict[str, list[str]]]) -> dict[str, Any]:
+def _take_cloudevents(operation: dict[str, Any], data: dict[str, Any], channel: str | None) -> None:
+    """`operation` also takes a CloudEvent, in structured and binary mode."""
+    operation["parameters"] += openapi_cloudevents.header_parameters(channel)
+    content = operation["requestBody"]["content"]
+    content[STRUCTURED] = openapi_cloudevents.structured_content(data, channel)
+
+
+def _generic_operation(
+    catalog: Catalog, security: list[dict[str, list[str]]], *, cloudevents: bool = False
+) -> dict[str, Any]:
     # The route the ingress really has; documented so that its 404 is.
-    return {
+    operation = {
         "tags": ["events"],
         "operationId": "postEvent",
         "summary": "Publish an event of any channel, by name.",
@@ -411,6 +433,9 @@ def _generic_operation(catalog: Catalog, security: list[dict[str, list[str]]]) -
         "responses": _event_responses(None),
         "security": security,
     }
+    if cloudevents:  # on some channels: a CloudEvent to another is its payload, often a 422
+        _take_cloudevents(operation, {}, None)
+    return operation
 
 
 # --- batches (`app.batch`) --------------------------------------------------------------------
@@ -446,7 +471,10 @@ BATCH_ERRORS: dict[str, str] = {
     " invalid or its key already used for another event, so none was submitted. `detail`: every"
     " invalid event's errors, `loc` starting with the event's index and `pointer` into the"
     " batch (`/3/items/0/quantity`); without invalid events, a sentence naming the first"
-    " key in conflict.",
+    " key in conflict. On a channel with CloudEvents on, a request that is a CloudEvent (`ce-*`"
+    " headers, `application/cloudevents+json`) or the CloudEvents batch mode"
+    " (`application/cloudevents-batch+json`) is refused too (`detail` a sentence): a batch"
+    " takes payloads, and each event gets its attributes from the gateway.",
     "502": "No event was accepted; none was refused `503` or `409`, and at least one could not"
     " be routed by the broker (the events exchange lost its alternate exchange): not retried by"
     " the gateway.",
@@ -809,11 +837,18 @@ def _referenced(schemas: dict[str, Any], roots: Iterable[str]) -> dict[str, Any]
     return {name: schemas[name] for name in sorted(keep)}
 
 
-def document(catalog: Catalog, *, tokens_required: bool = False) -> dict[str, Any]:
+def document(
+    catalog: Catalog,
+    *,
+    tokens_required: bool = False,
+    cloudevents: CloudEventsMode = CloudEventsMode.off,
+) -> dict[str, Any]:
     """The OpenAPI document of a gateway with `catalog`. With `tokens_required` (the gateway has
     API tokens) the event operations need the bearer token; else it is optional, so that the
-    document is true of both (and of the committed `openapi.json`)."""
+    document is true of both (and of the committed `openapi.json`). The channels with
+    CloudEvents on (`cloudevents`, or their catalog entry) also take CloudEvents."""
     channels = list(catalog.values())
+    stamped = {c.name for c in channels if (c.cloudevents or cloudevents) is CloudEventsMode.binary}
     all_schemas, refs = payload_schemas(channels)
     accepted = {channel.name: refs[channel.name][1] for channel in channels}
     security: list[dict[str, list[str]]] = [{BEARER: []}]
@@ -821,11 +856,15 @@ def document(catalog: Catalog, *, tokens_required: bool = False) -> dict[str, An
         security.append({})  # `{}`: no authentication is also accepted
     paths: dict[str, Any] = {
         f"/v1/events/{channel.name}": {
-            "post": _channel_operation(channel, accepted[channel.name], security)
+            "post": _channel_operation(
+                channel, accepted[channel.name], security, cloudevents=channel.name in stamped
+            )
         }
         for channel in channels
     }
-    paths["/v1/events/{channel}"] = {"post": _generic_operation(catalog, security)}
+    paths["/v1/events/{channel}"] = {
+        "post": _generic_operation(catalog, security, cloudevents=bool(stamped))
+    }
     for channel in channels:
         paths[f"/v1/events/{channel.name}/batch"] = {
             "post": _channel_batch_operation(channel, accepted[channel.name], security)
@@ -873,7 +912,9 @@ def document(catalog: Catalog, *, tokens_required: bool = False) -> dict[str, An
 
 def document_for(catalog: Catalog, settings: Settings) -> dict[str, Any]:
     """The document a gateway with `catalog` and `settings` serves (`breakwater openapi`)."""
-    return document(catalog, tokens_required=bool(settings.api_tokens))
+    return document(
+        catalog, tokens_required=bool(settings.api_tokens), cloudevents=settings.cloudevents
+    )
 
 
 def to_json(doc: dict[str, Any]) -> str:

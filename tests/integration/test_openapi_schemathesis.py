@@ -8,7 +8,9 @@ body matching its schema; and no 5xx, whatever was sent. Three setups:
 - the broker up: valid events are answered `202 published`;
 - the broker partitioned (a `FaultProxy` holding every byte, the breaker open): `202 stored`;
 - API tokens configured: with the token as above; without it every event operation is `401`
-  (and schemathesis' own `ignored_auth` and `missing_required_header` checks probe both).
+  (and schemathesis' own `ignored_auth` and `missing_required_header` checks probe both);
+- CloudEvents on (`BREAKWATER_CLOUDEVENTS=binary`): the event operations also take CloudEvents in
+  structured mode (a body of its own content type) and binary mode (`ce-*` headers).
 
 All built-in checks run except `positive_data_acceptance`: a schema cannot say every rule of a
 model (an order's `total` must equal the sum of its lines; money has at most 6 decimal places and
@@ -34,6 +36,7 @@ from schemathesis import Case
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from app.catalog.default import DEFAULT_CATALOG
+from app.cloudevents.attributes import CloudEventsMode
 from app.documents import openapi
 from tests.support.fault_proxy import FaultProxy
 
@@ -63,7 +66,7 @@ schemathesis.serializer.alias(openapi.NDJSON, "text/plain")
 
 # What each setup answered, by (path, status code, `status` of a 202): read by the summaries.
 SEEN: dict[str, Counter[tuple[str, int, str | None]]] = {
-    setup: Counter() for setup in ("up", "partitioned", "guarded", "unauthenticated")
+    setup: Counter() for setup in ("up", "partitioned", "guarded", "unauthenticated", "cloudevents")
 }
 
 
@@ -146,6 +149,16 @@ def guarded(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield gateway
 
 
+@pytest.fixture(scope="module")
+def cloudevents(
+    broker_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
+    tmp = tmp_path_factory.mktemp("openapi-cloudevents")
+    gateway = _gateway(tmp, "cloudevents", broker_url=broker_url, cloudevents="binary")
+    with running(gateway):
+        yield gateway
+
+
 # The documents these gateways serve, loaded here: schemathesis' lazy `from_fixture` loader does
 # not run under pytest 9 (`Function._nodeid`). That the gateways serve exactly these is checked below.
 # The gateways' batch limit, `MAX_BATCH`, is the only difference from the documents they serve.
@@ -161,7 +174,9 @@ def _with_batch_limit(document: dict[str, object]) -> dict[str, object]:
 
 SERVED = openapi.document(DEFAULT_CATALOG)
 SERVED_GUARDED = openapi.document(DEFAULT_CATALOG, tokens_required=True)
+SERVED_CLOUDEVENTS = openapi.document(DEFAULT_CATALOG, cloudevents=CloudEventsMode.binary)
 OPEN = schemathesis.openapi.from_dict(_with_batch_limit(SERVED))
+WITH_CLOUDEVENTS = schemathesis.openapi.from_dict(_with_batch_limit(SERVED_CLOUDEVENTS))
 GUARDED = schemathesis.openapi.from_dict(_with_batch_limit(SERVED_GUARDED))
 
 
@@ -216,6 +231,17 @@ def test_with_tokens_and_no_token_every_event_is_refused_as_documented(
         assert response.status_code == 401, response.text
 
 
+@WITH_CLOUDEVENTS.parametrize()
+@FEW
+def test_with_cloudevents_every_answer_is_documented(
+    case: Case, cloudevents: GatewayProcess
+) -> None:
+    response = case.call_and_validate(base_url=cloudevents.base_url, excluded_checks=EXCLUDED)
+    _record("cloudevents", case, response)
+    if response.status_code == 202:
+        assert _accepted_statuses(response) == {"published"}, response.text
+
+
 # -- what the runs saw -------------------------------------------------------------------------
 
 
@@ -242,7 +268,8 @@ def test_the_runs_exercised_acceptance_and_refusal() -> None:
     assert set(_accepted("up")) == {"published"}, SEEN["up"]
     assert set(_accepted("partitioned")) == {"stored"}, SEEN["partitioned"]
     assert set(_accepted("guarded")) == {"published"}, SEEN["guarded"]
-    for setup in ("up", "partitioned", "guarded"):
+    assert set(_accepted("cloudevents")) == {"published"}, SEEN["cloudevents"]
+    for setup in ("up", "partitioned", "guarded", "cloudevents"):
         assert any(code == 422 for _, code, _ in SEEN[setup]), f"{setup}: nothing refused"
     unauthenticated = {
         code for path, code, _ in SEEN["unauthenticated"] if path in EVENT_PATHS | BATCH_PATHS
@@ -282,6 +309,16 @@ def test_a_gateway_with_tokens_serves_a_document_that_requires_them(
     assert document == SERVED_GUARDED
     for name in DEFAULT_CATALOG:
         assert document["paths"][f"/v1/events/{name}"]["post"]["security"] == [{"bearerAuth": []}]
+
+
+def test_a_gateway_with_cloudevents_serves_a_document_that_takes_them(
+    cloudevents: GatewayProcess,
+) -> None:
+    document = httpx.get(f"{cloudevents.base_url}/docs/openapi.json").json()
+    assert document == SERVED_CLOUDEVENTS
+    operation = document["paths"]["/v1/events/orders.created"]["post"]
+    assert "application/cloudevents+json" in operation["requestBody"]["content"]
+    assert "ce-id" in {parameter["name"] for parameter in operation["parameters"]}
 
 
 def test_starlettes_own_answers_have_the_documented_error_body(up: GatewayProcess) -> None:

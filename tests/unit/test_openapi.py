@@ -22,6 +22,8 @@ from prometheus_client import CollectorRegistry
 
 from app.catalog import Catalog, Channel, InvalidPayload
 from app.catalog.default import DEFAULT_CATALOG
+from app.cloudevents.attributes import CloudEventsMode
+from app.cloudevents.stamping import Stamper
 from app.documents import openapi, pages
 from app.events import Event
 from app.http_api import REPLAYED_HEADER, HttpApi
@@ -95,6 +97,61 @@ def test_openapi_spec_validator_takes_the_document_as_3_1(
     doc = openapi.document(catalog, tokens_required=tokens_required)
     assert doc["openapi"].startswith("3.1.")
     validate(doc, cls=OpenAPIV31SpecValidator)
+
+
+def test_a_document_with_cloudevents_is_valid_and_takes_them_on_those_channels_only() -> None:
+    doc = openapi.document(DEFAULT_CATALOG, cloudevents=CloudEventsMode.binary)
+    validate(doc, cls=OpenAPIV31SpecValidator)
+    for name in DEFAULT_CATALOG:
+        operation = doc["paths"][f"/v1/events/{name}"]["post"]
+        body = operation["requestBody"]["content"]["application/cloudevents+json"]["schema"]
+        assert body["properties"]["type"]["const"] == name
+        assert {"ce-id", "ce-type", "ce-source", "ce-specversion"} <= {
+            parameter["name"] for parameter in operation["parameters"]
+        }
+    plain = openapi.document(DEFAULT_CATALOG)
+    for path in plain["paths"].values():
+        for operation in path.values():
+            content = operation.get("requestBody", {}).get("content", {})
+            assert "application/cloudevents+json" not in content
+            assert not [p for p in operation.get("parameters", []) if p["name"].startswith("ce-")]
+
+
+STRUCTURED_EVENT = {
+    "specversion": "1.0",
+    "id": "ce-1",
+    "source": "/shop",
+    "type": "orders.created",
+    "data": DEFAULT_CATALOG["orders.created"].example,
+}
+
+
+@pytest.mark.parametrize(
+    ("event", "status"),
+    [
+        (STRUCTURED_EVENT, 202),
+        ({**STRUCTURED_EVENT, "specversion": "0.3"}, 422),
+        ({**STRUCTURED_EVENT, "data": {}}, 422),
+    ],
+    ids=["accepted", "malformed", "invalid-data"],
+)
+async def test_a_structured_cloudevent_is_answered_as_documented(
+    event: dict[str, Any], status: int, tmp_path: Path
+) -> None:
+    doc = openapi.document(DEFAULT_CATALOG, cloudevents=CloudEventsMode.binary)
+    publisher = _StubPublisher(Accepted(Outcome.published))
+    async with _client(publisher, tmp_path, cloudevents="binary") as client:
+        response = await client.post(
+            "/v1/events/orders.created",
+            content=json.dumps(event),
+            headers={"Content-Type": "application/cloudevents+json"},
+        )
+
+    assert response.status_code == status, response.text
+    assert_documented(doc, "/v1/events/orders.created", response)
+    if status == 202:
+        assert response.json()["message_id"] == "ce-1"
+        assert publisher.keyed == [True]
 
 
 def test_the_committed_document_is_valid_openapi_3_1() -> None:
@@ -240,15 +297,19 @@ class _StubPublisher:
 
 
 @contextlib.asynccontextmanager
-async def _client(publisher: object, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+async def _client(
+    publisher: object, tmp_path: Path, **overrides: Any
+) -> AsyncIterator[httpx.AsyncClient]:
     """A client of the HTTP ingress in front of a stub publisher (no broker, no store)."""
+    settings = Settings(_env_file=None, store_path=tmp_path / "store.db", **overrides)
     api = HttpApi(
-        Settings(_env_file=None, store_path=tmp_path / "store.db"),
+        settings,
         DEFAULT_CATALOG,
         publisher,  # type: ignore[arg-type]
         lambda: (True, {}),
         CollectorRegistry(),
         status=lambda: pytest.fail("the status page is not asked for"),
+        stamper=Stamper.for_settings(DEFAULT_CATALOG, settings),
     )
     transport = httpx.ASGITransport(app=api.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:

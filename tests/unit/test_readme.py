@@ -19,6 +19,7 @@ SPECIAL_DEFAULTS = {
     "inbound_broker_url": "the broker URL",
     "api_tokens": "none",
     "catalog": "the installed catalog, else the three built-in channels",
+    "cloudevents_source": "the public URL",
 }
 
 
