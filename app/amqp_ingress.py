@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import aio_pika
@@ -37,13 +37,14 @@ from .acks import AckWindow
 from .amqp_decoding import undecodable
 from .catalog import Catalog, InvalidPayload
 from .catalog import Channel as EventChannel
-from .events import CONTENT_TYPE, ERROR_HEADER, SOURCE_QUEUE_HEADER, Event
+from .events import CONTENT_TYPE, ERROR_HEADER, SOURCE_QUEUE_HEADER, Event, Headers
 from .idempotency import IdempotentPublisher, KeyConflict
 from .inbound import InboundLink, SpecBroker
 from .link import redact
 from .outbound import Unroutable
 from .store import StoreError
 from .topology import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, inbound_queue_arguments
+from .tracing.context import producer_context
 
 if TYPE_CHECKING:
     from faststream.rabbit.schemas.queue import QuorumQueueArgs
@@ -111,6 +112,8 @@ class AmqpIngress:
         self.on_accepted: Callable[[str, str], None] = lambda channel, outcome: None
         self.on_deprecated: Callable[[str], None] = lambda channel: None
         self.on_repeat: Callable[[str, str], None] = lambda channel, ingress: None
+        # The trace context an event takes from its message's headers (app/tracing).
+        self.trace_context: Callable[[Mapping[str, Any] | None], Headers] = producer_context
 
     async def forward(
         self, channel: EventChannel, window: AckWindow, tag: int, message: DeliveredMessage
@@ -143,6 +146,7 @@ class AmqpIngress:
             normalised,
             message_id=properties.message_id,
             correlation_id=properties.correlation_id,
+            headers=self.trace_context(properties.headers),
         )
         # No await before this one: the publisher takes the events in delivery order. A message
         # whose message_id is being forwarded right now (a producer's retried publish) waits for

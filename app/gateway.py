@@ -37,6 +37,7 @@ from .status_page import (
 )
 from .store import FallbackStore, StoreError
 from .tls import client_tls_context
+from .tracing import Tracing, tracing_for
 
 log = logging.getLogger("breakwater")
 
@@ -44,9 +45,13 @@ LINK_HEAD_START_S = 2.0
 
 
 class Gateway:
-    def __init__(self, settings: Settings, catalog: Catalog) -> None:
+    def __init__(
+        self, settings: Settings, catalog: Catalog, *, tracing: Tracing | None = None
+    ) -> None:
         self.settings = settings
         self.catalog = catalog
+        # From the OTEL_* settings; a test passes one that keeps its spans in memory.
+        self.tracing = tracing or tracing_for(settings)
         tls = client_tls_context(settings)
         self.link = OutboundLink(settings.broker_urls, ssl_context=tls)
         self.breaker = Breaker(
@@ -66,6 +71,7 @@ class Gateway:
             self.store,
             deadline_s=settings.publish_timeout_s,
             observer=self.metrics,
+            tracer=self.tracing.publish_tracer,
         )
         self.idempotent = IdempotentPublisher(
             self.publisher,
@@ -89,7 +95,7 @@ class Gateway:
         self.amqp = AmqpIngress(self.idempotent, deadline_s=settings.publish_timeout_s)
         self.inbound_link = InboundLink(
             inbound_urls,
-            self.amqp.forward,
+            self.tracing.consuming(self.amqp.forward),
             prefetch=settings.inbound_prefetch,
             single_active_consumer=settings.inbound_single_active_consumer,
             catalog=catalog,
@@ -106,6 +112,8 @@ class Gateway:
             self.metrics.registry,
             status=self.status,
         )
+        # What the ASGI app serves: the HTTP ingress, with its accepting spans when tracing.
+        self.http_app = self.tracing.http(self.http.app)
         self._count_events()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -113,11 +121,15 @@ class Gateway:
         self.metrics.watch(lambda: self.breaker.state, self.store.depth, self.store.used_bytes)
         self.metrics.watch_consumers(self.inbound_link.consumer_states)
         self.metrics.watch_idempotency(self.idempotent.__len__, self.idempotent.oldest_age_s)
-        for ingress in (self.http, self.amqp):
+        for ingress, failure in ((self.http, False), (self.amqp, True)):
             ingress.on_repeat = self.metrics.repeat
             ingress.on_accepted = self.metrics.event_accepted
-            ingress.on_rejected = self.metrics.event_rejected
+            # An HTTP refusal is the client's error (a 4xx), a dead-letter the delivery's.
+            ingress.on_rejected = self.tracing.noting_rejections(
+                self.metrics.event_rejected, failure=failure
+            )
             ingress.on_deprecated = self.metrics.deprecated_event
+            ingress.trace_context = self.tracing.context
         self.replayer.on_replayed = self.metrics.event_replayed
         for link in (self.link, self.inbound_link):
             link.on_mismatches = functools.partial(self.metrics.topology, link.role)
@@ -282,6 +294,7 @@ class Gateway:
             await self.link.close()
             await self.idempotent.keys_written()
             await self.store.close()
+            await self.tracing.close()
             log.info("breakwater stopped")
 
 

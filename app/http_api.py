@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from . import batch
 from .catalog import Catalog, Channel, InvalidPayload
-from .events import ID_PATTERN, Event, new_id
+from .events import ID_PATTERN, Event, Headers, new_id
 from .idempotency import IdempotentPublisher, KeyConflict, KeyInFlight
 from .outbound import Unroutable
 from .publisher import Outcome
@@ -30,6 +30,7 @@ from .refusals import Refusal, refusal
 from .settings import Settings
 from .status_page import StatusSnapshot, render
 from .store import StoreError
+from .tracing.context import producer_context
 
 log = logging.getLogger("breakwater.http")
 
@@ -137,6 +138,8 @@ class HttpApi:
         self.on_rejected: Callable[[str, str], None] = lambda channel, reason: None
         self.on_deprecated: Callable[[str], None] = lambda channel: None
         self.on_repeat: Callable[[str, str], None] = lambda channel, ingress: None
+        # The trace context an event takes from its request's headers (app/tracing).
+        self.trace_context: Callable[[Mapping[str, Any]], Headers] = producer_context
         self.app = Starlette(
             routes=[
                 Route("/v1/events/{channel}", self.post_event, methods=["POST"]),
@@ -226,7 +229,7 @@ class HttpApi:
         except InvalidPayload as exc:
             self.on_rejected(name, "invalid_payload")
             return _error(422, exc.errors)
-        event = Event.accept(name, normalised, **ids)
+        event = Event.accept(name, normalised, headers=self.trace_context(request.headers), **ids)
         try:
             accepted = await self._publisher.submit(event, keyed=ids["message_id"] is not None)
         except (KeyConflict, KeyInFlight, StoreError, Unroutable) as exc:
@@ -279,7 +282,11 @@ class HttpApi:
                 f" {longest} characters (each event's key is <key>:<index>)",
             )
         outcomes = batch.validate(
-            channel, payloads, key_base=key_base, correlation_id=ids["correlation_id"] or new_id()
+            channel,
+            payloads,
+            key_base=key_base,
+            correlation_id=ids["correlation_id"] or new_id(),
+            headers=self.trace_context(request.headers),
         )
         if atomic == "true":
             if key_base is not None:

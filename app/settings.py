@@ -18,7 +18,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from .tracing.settings import TracingSettings
 
 
 class LogFormat(StrEnum):
@@ -38,7 +40,9 @@ class StoreSync(StrEnum):
     normal = "NORMAL"
 
 
-class Settings(BaseSettings):
+class Settings(TracingSettings):
+    """The `BREAKWATER_*` settings; the `OTEL_*` ones it honours come from TracingSettings."""
+
     model_config = SettingsConfigDict(
         env_prefix="BREAKWATER_",
         env_file=".env",
@@ -210,6 +214,12 @@ class Settings(BaseSettings):
         return split_urls((self.inbound_broker_url or self.broker_url).get_secret_value())
 
 
+def variable_of(field: str) -> str:
+    """The environment variable a setting is read from."""
+    alias = Settings.model_fields[field].validation_alias
+    return alias if isinstance(alias, str) else f"BREAKWATER_{field.upper()}"
+
+
 def split_urls(value: str) -> list[str]:
     return [url.strip() for url in value.split(",") if url.strip()]
 
@@ -224,7 +234,9 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         lines = ["breakwater: invalid configuration"]
         for error in exc.errors():
-            name = "BREAKWATER_" + "_".join(str(part) for part in error["loc"]).upper()
+            name = "_".join(str(part) for part in error["loc"]).upper()
+            if not name.startswith("OTEL_"):  # read under its standard name, not ours
+                name = "BREAKWATER_" + name
             lines.append(f"  {name}: {error['msg']}")
         if os.environ.get("BREAKWATER_LOG_FORMAT", "").strip().lower() == LogFormat.json:
             # Logging is not set up yet (its format is a setting): keep "every line is JSON" anyway.
