@@ -214,12 +214,6 @@ class Settings(TracingSettings):
         return split_urls((self.inbound_broker_url or self.broker_url).get_secret_value())
 
 
-def variable_of(field: str) -> str:
-    """The environment variable a setting is read from."""
-    alias = Settings.model_fields[field].validation_alias
-    return alias if isinstance(alias, str) else f"BREAKWATER_{field.upper()}"
-
-
 def split_urls(value: str) -> list[str]:
     return [url.strip() for url in value.split(",") if url.strip()]
 

@@ -15,7 +15,9 @@ in either stored case.)
 on the declarative catalog (bench/catalog.yaml): the same body POSTed to its channel (a JSON
 Schema) instead of the default catalog's pydantic one. `published_asyncio` measures `published` on
 the standard library's event loop (BREAKWATER_EVENT_LOOP=asyncio) instead of uvloop
-(`uvloop_vs_asyncio`).
+(`uvloop_vs_asyncio`). `published_traced` measures `published` with tracing on (README: Tracing),
+every request sampled, its spans exported over OTLP/HTTP to a local receiver that decodes and
+counts them (bench/otlp_sink.py; `exported_spans`): `traced_vs_published`.
 
 Each case runs `Size.repetitions` times, each run on a new gateway (with a store of its own; for
 the stored cases, also a proxy of its own and a breaker opened afresh), interleaved so that neither
@@ -33,6 +35,7 @@ side's (`declarative_vs_pydantic`) and each keyed side's against its keyless sid
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from dataclasses import dataclass, field
@@ -54,9 +57,12 @@ from bench.common import (
     through,
 )
 from bench.forwarding import combine_repetitions, interleave, pair_order, ratio_of_sides
+from bench.otlp_sink import OtlpSink
 from tests.support.fault_proxy import FaultProxy
 
 NAME = "http"
+# Tracing on, every trace recorded; the endpoint is each run's own OtlpSink.
+TRACED_ENV = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_TRACES_SAMPLER": "always_on"}
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,13 @@ async def open_breaker(base_url: str, timeout: float = 60) -> tuple[float, int]:
 # The cases, each group in the order of its odd rounds (see bench.forwarding.interleave()): each
 # comparison is of a neighbour with the keyed pydantic case, keyless (A) against keyed (B) and
 # pydantic (A) against declarative (B).
-PUBLISHED = ("published_keyless", "published", "published_declarative", "published_asyncio")
+PUBLISHED = (
+    "published_keyless",
+    "published",
+    "published_declarative",
+    "published_asyncio",
+    "published_traced",
+)
 STORED = ("stored_keyless", "stored")
 # Each group of cases interleaved among themselves (the smoke test checks their runs' positions).
 INTERLEAVED = (PUBLISHED, STORED)
@@ -121,6 +133,7 @@ class _Side:
     env: dict[str, str] = field(default_factory=dict)
     channel: str = CHANNEL
     keys: bool = True  # every request has an Idempotency-Key; else none has the header
+    traced: bool = False  # tracing on, exporting to an OtlpSink of the run's own
 
 
 SIDES = {
@@ -131,6 +144,7 @@ SIDES = {
     ),
     # uvicorn on the standard library's loop (its httptools parser stays: it is the loop's cost).
     "published_asyncio": _Side("http-published-asyncio", ASYNCIO_ENV),
+    "published_traced": _Side("http-published-traced", TRACED_ENV, traced=True),
     "stored": _Side("http-stored"),
     "stored_keyless": _Side("http-stored-keyless", keys=False),
 }
@@ -194,6 +208,7 @@ def _figures(row: dict[str, Any]) -> dict[str, tuple[str, ...]]:
             "answered_published",
             "answered_stored",
             "requests_to_open",
+            "exported_spans",
         ),
         "peak": ("max_ms",),
     }
@@ -203,15 +218,23 @@ async def _published_run(ctx: Context, size: Size, case: str, label: str) -> lis
     """One run of a broker-up case, on a new gateway (its own store): no run starts on what an
     earlier one left."""
     side = SIDES[case]
-    gateway = ctx.gateway(label, env=side.env)
-    gateway.start(until="connected")
-    try:
-        gateway.start_profile(label)
-        return await asyncio.to_thread(
-            _measure, ctx, gateway.base_url, case, size, side.channel, label, side.keys
+    with OtlpSink() if side.traced else contextlib.nullcontext() as sink:
+        env = (
+            side.env if sink is None else {**side.env, "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint}
         )
-    finally:
-        gateway.stop()
+        gateway = ctx.gateway(label, env=env)
+        gateway.start(until="connected")
+        try:
+            gateway.start_profile(label)
+            measured = await asyncio.to_thread(
+                _measure, ctx, gateway.base_url, case, size, side.channel, label, side.keys
+            )
+        finally:
+            gateway.stop()  # which exports the spans still waiting
+    if sink is not None:
+        for row in measured:
+            row["exported_spans"] = sum(sink.spans.values())
+    return measured
 
 
 async def _stored_run(ctx: Context, size: Size, case: str, label: str) -> list[dict[str, Any]]:
@@ -271,6 +294,7 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
         "stored",
         *(c for c in SIDES if "keyless" in c),
         "published_asyncio",
+        "published_traced",
     ):
         # One row per mode (load, single), as _measure gives them, each combining the case's runs.
         for by_mode in zip(*runs[case], strict=True):
@@ -288,6 +312,7 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
     stored = by_key[("stored", "load")]["requests_per_s"]
     a_rates, b_rates = load_rates("published"), load_rates("published_declarative")
     rates = ratio_of_sides(a_rates, b_rates)
+    traced = ratio_of_sides(load_rates("published"), load_rates("published_traced"))
     keys: dict[str, Any] = {}
     for keyed in ("published", "stored"):
         keyless = f"{keyed}_keyless"
@@ -325,6 +350,15 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
             # (A: asyncio, B: uvloop): (B1+B2)/(A1+A2) under load, and per round.
             **_loop_ratio(load_rates("published_asyncio"), load_rates("published")),
             "asyncio_single_p50_ms": single_p50("published_asyncio"),
+            # Tracing on (every request sampled, spans exported) against off, broker up, same
+            # body (A: off, B: traced): (B1+B2)/(A1+A2) under load, and per round.
+            "traced_vs_published": traced["ratio"],
+            "traced_vs_published_rounds": traced["rounds"],
+            "traced_vs_published_order": pair_order(
+                orders["published"], "published", "published_traced"
+            ),
+            "traced_requests_per_s": load_rates("published_traced"),
+            "traced_single_p50_ms": single_p50("published_traced"),
             "published_run_order": orders["published"],
             "stored_run_order": orders["stored"],
         }

@@ -41,9 +41,10 @@ from pydantic import FilePath
 
 from app.breaker import BreakerState
 from app.catalog.channel import MAX_NAME_LENGTH, NAME_PATTERN
+from app.documents.asyncapi import setting_name
 from app.events import DeliveryPath
 from app.metrics import BREAKER_STATE_VALUES, Metrics
-from app.settings import Settings, variable_of
+from app.settings import Settings
 from app.topology import Mismatch
 from app.tracing.settings import TracingSettings
 
@@ -379,7 +380,7 @@ def test_several_replicas_variant() -> None:
 
 # --- Settings: ConfigMap, Secret --------------------------------------------------------------
 
-SETTINGS = {variable_of(name) for name in Settings.model_fields}
+SETTINGS = {setting_name(name) for name in Settings.model_fields}
 SECRET_SETTINGS = {
     "BREAKWATER_BROKER_URL",
     "BREAKWATER_INBOUND_BROKER_URL",
@@ -489,7 +490,7 @@ TLS_DIR = "/etc/breakwater/tls"
 CATALOG_SETTING = "BREAKWATER_CATALOG"
 # Settings naming a file the gateway reads (pydantic FilePath): the pod must have the file.
 FILE_SETTINGS = {
-    variable_of(name)
+    setting_name(name)
     for name, field in Settings.model_fields.items()
     if field.annotation == FilePath or FilePath in get_args(field.annotation)
 }

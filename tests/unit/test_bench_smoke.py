@@ -39,7 +39,12 @@ def abba_ratio(name: str) -> set[str]:
 # The ABBA comparisons in each benchmark's `ratios` row.
 COMPARISONS = {
     "forwarding": ("declarative_vs_pydantic", "keys_vs_keyless"),
-    "http": ("declarative_vs_pydantic", "keys_vs_keyless_published", "keys_vs_keyless_stored"),
+    "http": (
+        "declarative_vs_pydantic",
+        "keys_vs_keyless_published",
+        "keys_vs_keyless_stored",
+        "traced_vs_published",
+    ),
     "batch": ("published_vs_raw",),
 }
 GATEWAY_RUN = {
@@ -83,6 +88,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         "published_keyless": HTTP_RUN | {"answered_published"} | REPEATED,
         "published_declarative": HTTP_RUN | {"answered_published"} | REPEATED,
         "published_asyncio": HTTP_RUN | {"answered_published"} | REPEATED,
+        "published_traced": HTTP_RUN | {"answered_published", "exported_spans"} | REPEATED,
         "stored": HTTP_RUN | {"answered_stored", "breaker_opened_after_s"} | REPEATED,
         "stored_keyless": HTTP_RUN | {"answered_stored", "breaker_opened_after_s"} | REPEATED,
         "ratios": {
@@ -100,6 +106,8 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             "uvloop_vs_asyncio_rounds",
             "asyncio_requests_per_s",
             "asyncio_single_p50_ms",
+            "traced_requests_per_s",
+            "traced_single_p50_ms",
         }
         | {key for comparison in COMPARISONS["http"] for key in abba_ratio(comparison)},
     },
@@ -233,6 +241,10 @@ async def test_benchmark_reports_its_figures(name: str, broker_url: str, tmp_pat
             assert keys <= set(row), (case, keys - set(row))
             if "idempotency_keys" in keys:
                 assert row["idempotency_keys"] is ("keyless" not in case), case
+            if "exported_spans" in keys:
+                # Tracing was on, and each answered request's spans (its server span and its
+                # send span) reached the receiver.
+                assert row["exported_spans"] >= 2 * row["answered_published"] > 0, case
             if "unique" in keys:
                 # The order check saw every event (keyless ones by their correlation_id).
                 assert row["unique"] == row["arrived"], case

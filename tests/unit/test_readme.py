@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from app.settings import Settings, variable_of
+from app.documents.asyncapi import setting_name
+from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -43,7 +44,7 @@ def render_settings_table() -> str:
     fields = sorted(Settings.model_fields.items(), key=lambda item: item[0].startswith("otel_"))
     for name, field in fields:
         assert field.description, f"setting {name} needs a description"
-        rows.append(f"| `{variable_of(name)}` | {_default(name)} | {field.description} |")
+        rows.append(f"| `{setting_name(name)}` | {_default(name)} | {field.description} |")
     return "\n".join(rows)
 
 
