@@ -32,6 +32,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 
 from app.catalog.default import DEFAULT_CATALOG
+from app.drain import drain_store
 from app.gateway import Gateway
 from app.settings import Settings
 from app.topology import EVENTS_EXCHANGE, EVENTS_EXCHANGE_ARGUMENTS, UNROUTED
@@ -147,10 +148,15 @@ async def consuming(broker_url: str) -> AsyncIterator[Consumer]:
 async def gateway(
     broker_url: str, store: Path, tracing: Tracing | None = None
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """A gateway in this process on `store`; its HTTP ingress through the client it yields."""
+    """A gateway in this process on `store`; its HTTP ingress through the client it yields, once
+    it consumes its inbound queues (when its broker is there)."""
     settings = Settings(_env_file=None, broker_url=broker_url, store_path=store)
     running = Gateway(settings, DEFAULT_CATALOG, tracing=tracing)
     async with running.running():
+        if running.link.is_connected:
+            async with asyncio.timeout(15):
+                while not running.inbound_link.is_consuming:
+                    await asyncio.sleep(0.02)
         transport = httpx.ASGITransport(app=running.http_app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
             yield client
@@ -353,3 +359,32 @@ def test_a_gateway_set_up_by_otel_variables_exports_its_spans_over_otlp(
 
     assert collector.services == {"breakwater-under-test"}
     assert collector.spans == {"POST /v1/events/{channel}": 3, "send breakwater.events": 3}
+
+
+async def test_breakwater_store_replay_traces_its_replays_too(
+    broker_url: str, unreachable_broker: str, store: Path, tmp_path: Path
+) -> None:
+    """`breakwater store replay` (app/drain.py) with tracing on: replay spans, and the published
+    traceparent is the replay span's, not the one stored."""
+    first, first_spans = in_memory()
+    async with gateway(unreachable_broker, store, first) as client:
+        assert await post(client, {}) == "stored"
+    accepted = next(s for s in first_spans.get_finished_spans() if s.kind is SpanKind.SERVER)
+
+    with OtlpSink() as collector:
+        settings = Settings(
+            _env_file=None,
+            store_path=store,
+            otel_traces_exporter="otlp",
+            otel_exporter_otlp_endpoint=collector.endpoint,
+        )
+        async with consuming(broker_url) as consumer:
+            replayed = await drain_store(
+                settings, path=store, rate=100, broker_urls=[broker_url], connect_timeout_s=10
+            )
+            processed = await consumer.process_span()
+
+    assert replayed == 1
+    assert collector.spans == {"replay breakwater.events": 1}
+    assert trace_of(processed) == trace_of(accepted)
+    assert consumer.headers[0]["traceparent"] != traceparent(accepted)
