@@ -6,7 +6,8 @@ fixed in the event's headers at acceptance, stored with it, and published unchan
 consumer's span is a child of the producer's. An event without one costs one header lookup.
 
 A malformed value is dropped, never an error: the consumer then starts a trace of its own, as it
-would have without the header. The checks are the Trace Context recommendation's (level 1).
+would have without the header. The checks are the Trace Context recommendation's (level 1). Of a
+request with several `tracestate` fields, the first travels on (tracing on, the SDK joins them).
 """
 
 from __future__ import annotations

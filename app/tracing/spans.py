@@ -118,6 +118,9 @@ def _ending(span: Span) -> Iterator[None]:
 
 
 class Traced(Tracing):
+    """Tracing on: the accepting spans around the ingresses, and (as the publisher's
+    PublishTracer) the publish, replay and store spans."""
+
     def __init__(self, provider: TracerProvider) -> None:
         self._provider = provider
         self._tracer = provider.get_tracer("breakwater", __version__)
