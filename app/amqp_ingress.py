@@ -17,7 +17,7 @@ import contextlib
 import dataclasses
 import logging
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import aio_pika
@@ -40,7 +40,7 @@ from .catalog import Catalog, InvalidPayload
 from .catalog import Channel as EventChannel
 from .cloudevents.attributes import InvalidCloudEvent
 from .cloudevents.stamping import NO_CLOUDEVENTS, Stamper, message_attributes
-from .events import CONTENT_TYPE, ERROR_HEADER, SOURCE_QUEUE_HEADER, Event
+from .events import CONTENT_TYPE, ERROR_HEADER, SOURCE_QUEUE_HEADER, Event, Headers
 from .idempotency import IdempotentPublisher, KeyConflict
 from .inbound import InboundLink, SpecBroker
 from .link import redact
@@ -48,6 +48,7 @@ from .outbound import Unroutable
 from .publisher import Outcome
 from .store import StoreError
 from .topology import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, inbound_queue_arguments
+from .tracing.context import producer_context
 
 if TYPE_CHECKING:
     from faststream.rabbit.schemas.queue import QuorumQueueArgs
@@ -124,6 +125,8 @@ class AmqpIngress:
         self.on_repeat: Callable[[str, str], None] = lambda channel, ingress: None
         self.on_withdrawn: Callable[[str], None] = lambda channel: None
         self._withdrawing: set[asyncio.Task[None]] = set()
+        # The trace context an event takes from its message's headers (app/tracing).
+        self.trace_context: Callable[[Mapping[str, Any] | None], Headers] = producer_context
 
     async def forward(
         self, channel: EventChannel, window: AckWindow, tag: int, message: DeliveredMessage
@@ -156,6 +159,7 @@ class AmqpIngress:
             normalised,
             message_id=properties.message_id,
             correlation_id=properties.correlation_id,
+            headers=self.trace_context(properties.headers),
         )
         keyed = properties.message_id is not None
         if self._stamper.applies_to(channel.name):

@@ -23,7 +23,7 @@ from typing import Any, Final
 from .catalog import Channel, InvalidPayload
 from .catalog.model import NotJson, load_json
 from .catalog.payload import pointer
-from .events import Event
+from .events import Event, Headers
 from .idempotency import Accepted, IdempotentPublisher, KeyConflict, KeyInFlight
 from .refusals import Refusal, refusal
 
@@ -144,8 +144,10 @@ def validate(
     *,
     key_base: str | None,
     correlation_id: str,
+    headers: Headers = (),
 ) -> Outcomes:
-    """Validate each payload on its own: an Event for each valid one, a 422 for each other."""
+    """Validate each payload on its own: an Event for each valid one, a 422 for each other.
+    Every event carries the same extra `headers` (the request's trace context)."""
     outcomes = Outcomes(size=len(payloads))
     for index, payload in enumerate(payloads):
         try:
@@ -158,7 +160,7 @@ def validate(
             continue
         key = key_of(key_base, index) if key_base is not None else None
         outcomes.events[index] = Event.accept(
-            channel.name, body, message_id=key, correlation_id=correlation_id
+            channel.name, body, message_id=key, correlation_id=correlation_id, headers=headers
         )
     return outcomes
 

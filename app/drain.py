@@ -13,6 +13,7 @@ from .replay import Replayer
 from .settings import Settings
 from .store import FallbackStore, StoreUnavailable
 from .tls import client_tls_context
+from .tracing import tracing_for
 
 log = logging.getLogger("breakwater.drain")
 
@@ -39,6 +40,7 @@ async def drain_store(
     store = _store(settings, path)
     await store.open()  # takes the store's lock: refuses while a gateway owns the file
     link = OutboundLink(broker_urls, ssl_context=client_tls_context(settings))
+    tracing = tracing_for(settings)  # replay spans, as the gateway's own replay makes
     try:
         link.start()
         try:
@@ -53,13 +55,20 @@ async def drain_store(
             reset_timeout_s=settings.breaker_reset_timeout_s,
             excluded=(Unroutable,),
         )
-        publisher = ResilientPublisher(link, breaker, store, deadline_s=settings.publish_timeout_s)
+        publisher = ResilientPublisher(
+            link,
+            breaker,
+            store,
+            deadline_s=settings.publish_timeout_s,
+            tracer=tracing.publish_tracer,
+        )
         replayer = Replayer(publisher, rate=rate, batch=settings.replay_batch)
         await replayer.run(until_empty=True)
         return replayer.replayed
     finally:
         await link.close()
         await store.close()
+        await tracing.close()
 
 
 async def purge_channel(settings: Settings, path: Path, channel: str) -> int:

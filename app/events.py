@@ -68,6 +68,7 @@ class Event:
         *,
         message_id: str | None = None,
         correlation_id: str | None = None,
+        headers: Headers = (),
     ) -> Event:
         """Stamp a freshly validated payload; missing ids are generated here, once, so retries and
         replays carry the same ones."""
@@ -77,4 +78,5 @@ class Event:
             message_id=message_id or new_id(),
             correlation_id=correlation_id or new_id(),
             timestamp=utc_now(),
+            headers=headers,
         )

@@ -38,6 +38,7 @@ from .status_page import (
 )
 from .store import FallbackStore, StoreError
 from .tls import client_tls_context
+from .tracing import Tracing, tracing_for
 
 log = logging.getLogger("breakwater")
 
@@ -45,9 +46,13 @@ LINK_HEAD_START_S = 2.0
 
 
 class Gateway:
-    def __init__(self, settings: Settings, catalog: Catalog) -> None:
+    def __init__(
+        self, settings: Settings, catalog: Catalog, *, tracing: Tracing | None = None
+    ) -> None:
         self.settings = settings
         self.catalog = catalog
+        # From the OTEL_* settings; a test passes one that keeps its spans in memory.
+        self.tracing = tracing or tracing_for(settings)
         tls = client_tls_context(settings)
         self.link = OutboundLink(settings.broker_urls, ssl_context=tls)
         self.breaker = Breaker(
@@ -68,6 +73,7 @@ class Gateway:
             self.store,
             deadline_s=settings.publish_timeout_s,
             observer=self.metrics,
+            tracer=self.tracing.publish_tracer,
         )
         self.idempotent = IdempotentPublisher(
             self.publisher,
@@ -93,7 +99,7 @@ class Gateway:
         )
         self.inbound_link = InboundLink(
             inbound_urls,
-            self.amqp.forward,
+            self.tracing.consuming(self.amqp.forward),
             prefetch=settings.inbound_prefetch,
             single_active_consumer=settings.inbound_single_active_consumer,
             catalog=catalog,
@@ -111,6 +117,8 @@ class Gateway:
             status=self.status,
             stamper=self.stamper,
         )
+        # What the ASGI app serves: the HTTP ingress, with its accepting spans when tracing.
+        self.http_app = self.tracing.http(self.http.app)
         self._count_events()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -118,11 +126,15 @@ class Gateway:
         self.metrics.watch(lambda: self.breaker.state, self.store.depth, self.store.used_bytes)
         self.metrics.watch_consumers(self.inbound_link.consumer_states)
         self.metrics.watch_idempotency(self.idempotent.__len__, self.idempotent.oldest_age_s)
-        for ingress in (self.http, self.amqp):
+        for ingress, failure in ((self.http, False), (self.amqp, True)):
             ingress.on_repeat = self.metrics.repeat
             ingress.on_accepted = self.metrics.event_accepted
-            ingress.on_rejected = self.metrics.event_rejected
+            # An HTTP refusal is the client's error (a 4xx), a dead-letter the delivery's.
+            ingress.on_rejected = self.tracing.noting_rejections(
+                self.metrics.event_rejected, failure=failure
+            )
             ingress.on_deprecated = self.metrics.deprecated_event
+            ingress.trace_context = self.tracing.context
         self.amqp.on_withdrawn = self.metrics.delivery_withdrawn
         self.replayer.on_replayed = self.metrics.event_replayed
         for link in (self.link, self.inbound_link):
@@ -289,6 +301,7 @@ class Gateway:
             await self.amqp.withdrawals_settled()
             await self.idempotent.keys_written()
             await self.store.close()
+            await self.tracing.close()
             log.info("breakwater stopped")
 
 

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -25,7 +25,7 @@ from .catalog import Catalog, Channel, InvalidPayload
 from .cloudevents import http as cloudevents_http
 from .cloudevents.attributes import Attributes, InvalidCloudEvent
 from .cloudevents.stamping import NO_CLOUDEVENTS, Stamper
-from .events import ID_PATTERN, Event, new_id
+from .events import ID_PATTERN, Event, Headers, new_id
 from .idempotency import IdempotentPublisher, KeyConflict, KeyInFlight
 from .outbound import Unroutable
 from .publisher import Outcome
@@ -33,6 +33,7 @@ from .refusals import Refusal, refusal
 from .settings import Settings
 from .status_page import StatusSnapshot, render
 from .store import StoreError
+from .tracing.context import producer_context
 
 log = logging.getLogger("breakwater.http")
 
@@ -142,6 +143,8 @@ class HttpApi:
         self.on_rejected: Callable[[str, str], None] = lambda channel, reason: None
         self.on_deprecated: Callable[[str], None] = lambda channel: None
         self.on_repeat: Callable[[str, str], None] = lambda channel, ingress: None
+        # The trace context an event takes from its request's headers (app/tracing).
+        self.trace_context: Callable[[Mapping[str, Any]], Headers] = producer_context
         self.app = Starlette(
             routes=[
                 Route("/v1/events/{channel}", self.post_event, methods=["POST"]),
@@ -230,7 +233,7 @@ class HttpApi:
         if isinstance(validated, Response):
             return validated
         normalised, sent = validated
-        event = Event.accept(name, normalised, **ids)
+        event = Event.accept(name, normalised, headers=self.trace_context(request.headers), **ids)
         if self._stamper.applies_to(name):
             event = self._stamper.stamp(event, sent)
         try:
@@ -323,7 +326,11 @@ class HttpApi:
                 f" {longest} characters (each event's key is <key>:<index>)",
             )
         outcomes = batch.validate(
-            channel, payloads, key_base=key_base, correlation_id=ids["correlation_id"] or new_id()
+            channel,
+            payloads,
+            key_base=key_base,
+            correlation_id=ids["correlation_id"] or new_id(),
+            headers=self.trace_context(request.headers),
         )
         if stamping:
             for index, event in outcomes.events.items():

@@ -39,6 +39,16 @@ def describe(exc: BaseException) -> str:
     return text if len(text) < 300 else text[:300] + "…"
 
 
+def _raise_if_cancelled(failure: Exception) -> None:
+    """Raise CancelledError when the running task was asked to stop. aio-pika connects through
+    `asyncio.wait_for`, which on Python 3.11 can turn a cancellation that arrives as the attempt
+    fails (a refused connection) into that failure: the supervisor would go on connecting, and
+    `close()`, waiting for it, would never return (the gateway could not stop)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from failure
+
+
 class SupervisedLink:
     """Base of the outbound and inbound links. Subclasses implement `_opened` and `_lost`."""
 
@@ -152,6 +162,7 @@ class SupervisedLink:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
+                    _raise_if_cancelled(exc)
                     failures.append(f"{self._shown[url]}: {describe(exc)}")
             if not warned:
                 self._log.warning(

@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     as_json = pages.document_route(specification, to_json, "application/json")
     return GatewayApp(
         gateway,
-        gateway.http.app,
+        gateway.http_app,
         lifespan=lifespan,
         specification=specification,
         asyncapi_path=page,

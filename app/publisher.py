@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from contextlib import AbstractContextManager
 from enum import StrEnum
 from typing import Protocol
 
@@ -32,6 +33,20 @@ class Outcome(StrEnum):
 
 class PublishObserver(Protocol):
     def published(self, channel: str, seconds: float, path: DeliveryPath) -> None: ...
+
+
+class PublishTracer(Protocol):
+    """Spans around the way out (app/tracing). Without one (tracing off) the way out is as it
+    was but for one attribute test."""
+
+    def publishing(self, event: Event, path: DeliveryPath) -> AbstractContextManager[Event]:
+        """Around one publish, until confirmed; gives the event to send (with the span's trace
+        context)."""
+        ...
+
+    def storing(self, event: Event) -> AbstractContextManager[None]:
+        """Around one event's way into the store, until committed."""
+        ...
 
 
 class _NullObserver:
@@ -79,12 +94,14 @@ class ResilientPublisher:
         *,
         deadline_s: float,
         observer: PublishObserver | None = None,
+        tracer: PublishTracer | None = None,
     ) -> None:
         self.link = link
         self.breaker = breaker
         self.store = store
         self.deadline_s = deadline_s
         self._observer = observer or _NullObserver()
+        self._tracer = tracer
         self._order = _AcceptanceOrder()
         self._diverting: defaultdict[str, int] = defaultdict(int)
         # Enough to keep the broker busy while AMQP ingress forwards a full prefetch window (256
@@ -109,15 +126,26 @@ class ResilientPublisher:
                     pass
                 else:
                     return Outcome.published
-            await self._store_in_order(event, previous, mine, key)
+            if self._tracer is None:
+                await self._store_in_order(event, previous, mine, key)
+            else:
+                with self._tracer.storing(event):
+                    await self._store_in_order(event, previous, mine, key)
             return Outcome.stored
         finally:
             self._order.settle(event.channel, previous, mine)
 
     async def publish(self, event: Event, path: DeliveryPath) -> None:
-        """One guarded, deadline-bound publish (also the replay's way out).
+        """One guarded, deadline-bound publish (also the replay's way out), in its span when
+        tracing."""
+        if self._tracer is None:
+            await self._publish(event, path)
+            return
+        with self._tracer.publishing(event, path) as traced:
+            await self._publish(traced, path)
 
-        The deadline covers waiting for a publishing slot, the connection check, the send and the
+    async def _publish(self, event: Event, path: DeliveryPath) -> None:
+        """The deadline covers waiting for a publishing slot, the connection check, the send and the
         confirm. Only the part after the slot is the broker's doing, so only a timeout there
         counts against the breaker: a queue of callers in this process is not a broker outage.
         """

@@ -19,9 +19,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from .cloudevents.attributes import CloudEventsMode, is_uri_reference
+from .tracing.settings import TracingSettings
 
 
 class LogFormat(StrEnum):
@@ -41,7 +42,9 @@ class StoreSync(StrEnum):
     normal = "NORMAL"
 
 
-class Settings(BaseSettings):
+class Settings(TracingSettings):
+    """The `BREAKWATER_*` settings; the `OTEL_*` ones it honours come from TracingSettings."""
+
     model_config = SettingsConfigDict(
         env_prefix="BREAKWATER_",
         env_file=".env",
@@ -223,7 +226,7 @@ class Settings(BaseSettings):
 
     @field_validator("public_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _public_http_url(cls, value: str) -> str:
         if not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value):
             raise ValueError("must be an http:// or https:// URL without query or fragment")
         return value.rstrip("/")
@@ -271,7 +274,9 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         lines = ["breakwater: invalid configuration"]
         for error in exc.errors():
-            name = "BREAKWATER_" + "_".join(str(part) for part in error["loc"]).upper()
+            name = "_".join(str(part) for part in error["loc"]).upper()
+            if not name.startswith("OTEL_"):  # read under its standard name, not ours
+                name = "BREAKWATER_" + name
             lines.append(f"  {name}: {error['msg']}")
         if os.environ.get("BREAKWATER_LOG_FORMAT", "").strip().lower() == LogFormat.json:
             # Logging is not set up yet (its format is a setting): keep "every line is JSON" anyway.

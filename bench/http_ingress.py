@@ -18,7 +18,9 @@ in either stored case.)
 on the declarative catalog (bench/catalog.yaml): the same body POSTed to its channel (a JSON
 Schema) instead of the default catalog's pydantic one. `published_asyncio` measures `published` on
 the standard library's event loop (BREAKWATER_EVENT_LOOP=asyncio) instead of uvloop
-(`uvloop_vs_asyncio`).
+(`uvloop_vs_asyncio`). `published_traced` measures `published` with tracing on (README: Tracing),
+every request sampled, its spans exported over OTLP/HTTP to a local receiver that decodes and
+counts them (bench/otlp_sink.py; `exported_spans`): `traced_vs_published`.
 
 The peers, measured the same way with the same body:
 - `faststream_http`: the recipe a FastStream user writes instead (bench.yardsticks.http_recipe: a
@@ -92,10 +94,13 @@ from bench.common import (
     through,
 )
 from bench.forwarding import combine_repetitions, compared, interleave
+from bench.otlp_sink import OtlpSink
 from tests.support.fault_proxy import FaultProxy
 from tests.support.rabbit_node import RabbitNode
 
 NAME = "http"
+# Tracing on, every trace recorded; the endpoint is each run's own OtlpSink.
+TRACED_ENV = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_TRACES_SAMPLER": "always_on"}
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,7 @@ PUBLISHED = (
     "published",
     "published_declarative",
     "published_asyncio",
+    "published_traced",
     "management_api",
     "http_floor",
 )
@@ -172,6 +178,7 @@ class _Side:
     env: dict[str, str] = field(default_factory=dict)
     channel: str = CHANNEL
     keys: bool = True  # every request has an Idempotency-Key; else none has the header
+    traced: bool = False  # tracing on, exporting to an OtlpSink of the run's own
 
 
 SIDES = {
@@ -182,6 +189,7 @@ SIDES = {
     ),
     # uvicorn on the standard library's loop (its httptools parser stays: it is the loop's cost).
     "published_asyncio": _Side("http-published-asyncio", ASYNCIO_ENV),
+    "published_traced": _Side("http-published-traced", TRACED_ENV, traced=True),
     "stored": _Side("http-stored"),
     "stored_keyless": _Side("http-stored-keyless", keys=False),
     "faststream_http": _Side("http-faststream"),
@@ -302,6 +310,7 @@ def _figures(row: dict[str, Any]) -> dict[str, tuple[str, ...]]:
             "answered_published",
             "answered_stored",
             "requests_to_open",
+            "exported_spans",
         ),
         "peak": ("max_ms", "rss_peak_mib"),
     }
@@ -323,14 +332,22 @@ async def _published_run(
     """One run of a broker-up gateway case, on a new gateway (its own store): no run starts on
     what an earlier one left."""
     side = SIDES[case]
-    gateway = ctx.gateway(label, env=side.env)
-    gateway.start(until="connected")
-    try:
-        gateway.start_profile(label)
-        server = _gateway_server(gateway.base_url, gateway.pid, broker, side.channel)
-        return await asyncio.to_thread(_measure, ctx, server, case, size, label, side.keys)
-    finally:
-        gateway.stop()
+    with OtlpSink() if side.traced else contextlib.nullcontext() as sink:
+        env = (
+            side.env if sink is None else {**side.env, "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint}
+        )
+        gateway = ctx.gateway(label, env=env)
+        gateway.start(until="connected")
+        try:
+            gateway.start_profile(label)
+            server = _gateway_server(gateway.base_url, gateway.pid, broker, side.channel)
+            measured = await asyncio.to_thread(_measure, ctx, server, case, size, label, side.keys)
+        finally:
+            gateway.stop()  # which exports the spans still waiting
+    if sink is not None:
+        for row in measured:
+            row["exported_spans"] = sum(sink.spans.values())
+    return measured
 
 
 async def _recipe_run(
@@ -486,6 +503,7 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
         "stored",
         *(c for c in SIDES if "keyless" in c),
         "published_asyncio",
+        "published_traced",
         *PEERS,
         FLOOR,
     ):
@@ -559,6 +577,10 @@ async def run(ctx: Context, size: Size) -> list[dict[str, Any]]:
             "declarative_single_p50_ms": single_p50("published_declarative"),
             # Every request with an Idempotency-Key against none (broker up; partitioned).
             **keys,
+            # Tracing on, every request sampled and its spans exported, against off (A: off).
+            **comparison("traced_vs_published", "published", "published_traced"),
+            "traced_requests_per_s": load_rates("published_traced"),
+            "traced_single_p50_ms": single_p50("published_traced"),
             # uvloop (the default) against the standard library's loop, broker up, same body.
             **comparison("uvloop_vs_asyncio", "published_asyncio", "published"),
             "asyncio_requests_per_s": load_rates("published_asyncio"),

@@ -50,6 +50,7 @@ from ..topology import (
     EVENTS_EXCHANGE_ARGUMENTS,
     UNROUTED,
 )
+from ..tracing.context import TRACEPARENT, TRACESTATE
 
 TITLE = "Breakwater"
 AMQP_BINDING_VERSION = "0.3.0"
@@ -66,8 +67,11 @@ PATH_DESCRIPTION = (
 
 
 def setting_name(field: str) -> str:
-    """The environment variable of a setting: `BREAKWATER_IDEMPOTENCY_TTL_S`."""
-    assert field in Settings.model_fields, field
+    """The environment variable of a setting: `BREAKWATER_IDEMPOTENCY_TTL_S`, or the standard
+    name of an OpenTelemetry one (`OTEL_TRACES_EXPORTER`)."""
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, str):
+        return alias
     return (str(Settings.model_config.get("env_prefix", "")) + field).upper()
 
 
@@ -134,7 +138,29 @@ ENVELOPE: tuple[tuple[str, str, str], ...] = (
         " producer's `subject` and extensions; `content_type` is `datacontenttype`), read by the"
         " CloudEvents SDKs' AMQP bindings.",
     ),
+    (
+        TRACEPARENT,
+        "header, optional",
+        "W3C Trace Context, with `tracestate` beside it when there is one: with the gateway's"
+        " tracing on, the span that published the event (the direct publish, or the replay),"
+        " so a consumer's span continues the producer's trace as its child; off, the producer's"
+        " own, as it sent it. FastStream's `RabbitTelemetryMiddleware` reads it as it is.",
+    ),
 )
+TRACEPARENT_EXAMPLE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+# The trace context headers of an outbound event (README: Tracing).
+TRACE_HEADERS: dict[str, Any] = {
+    TRACEPARENT: {
+        "type": "string",
+        "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$",
+        "description": "W3C Trace Context: the span that sent the event (see the envelope).",
+        "examples": [TRACEPARENT_EXAMPLE],
+    },
+    TRACESTATE: {
+        "type": "string",
+        "description": "W3C Trace Context: the trace's vendor data, beside `traceparent`.",
+    },
+}
 
 
 def _envelope_table() -> str:
@@ -182,7 +208,8 @@ makes the gateway refuse events nobody is bound for instead of parking them (it 
 `{{"message_id": "…", "status": "published" | "stored"}}`: `published` when the broker confirmed \
 it, `stored` when it is durably in the fallback store and will be replayed. Request headers: \
 `Idempotency-Key` (becomes `message_id`), `X-Correlation-Id` (becomes `correlation_id`), \
-`Authorization: Bearer <token>` when tokens are configured. A repeat of an `Idempotency-Key` \
+`Authorization: Bearer <token>` when tokens are configured, `traceparent`/`tracestate` (the \
+producer's trace, continued). A repeat of an `Idempotency-Key` \
 within the window is answered `202` with the first request's `message_id` and `status` and \
 `Idempotent-Replayed: true`, and not published again. Errors: `404` unknown channel, `422` \
 invalid payload or an `Idempotency-Key` already used for another body or channel, `409` with \
@@ -493,6 +520,7 @@ def _complete_outbound(
                     "description": PATH_DESCRIPTION,
                 },
                 **cloudevents_headers(channel, stamped=stamped),
+                **TRACE_HEADERS,
             },
             "required": [PATH_HEADER, *(CLOUDEVENTS_ALWAYS if stamped else ())],
         },
@@ -620,7 +648,8 @@ def _complete_inbound(
             f" AMQP properties: `message_id` becomes the event's `message_id` (keep it when"
             f" retrying a publish: a repeat within the gateway's idempotency window is acked, not"
             f" published again, and consumers deduplicate by it; a new event needs a new one),"
-            f" `correlation_id` is kept; both are generated when absent."
+            f" `correlation_id` is kept; both are generated when absent. A W3C `traceparent`"
+            f" (and `tracestate`) header continues the producer's trace through the gateway."
         ),
         correlationId={
             "description": "The AMQP `correlation_id` property, kept on the outbound event.",

@@ -30,8 +30,15 @@ from ..idempotency import KEY_WRITE_DELAY_S, RETRY_AFTER_IN_FLIGHT_S, KeyConflic
 from ..publisher import Outcome
 from ..refusals import RETRY_AFTER_STORE_BROKEN_S, RETRY_AFTER_STORE_FULL_S
 from ..settings import Settings
+from ..tracing.context import TRACEPARENT, TRACESTATE
 from . import openapi_cloudevents
-from .asyncapi import duration, payload_schemas, setting_default, setting_name
+from .asyncapi import (
+    TRACEPARENT_EXAMPLE,
+    duration,
+    payload_schemas,
+    setting_default,
+    setting_name,
+)
 
 OPENAPI_VERSION = "3.1.0"
 TITLE = "Breakwater HTTP ingress"
@@ -349,6 +356,28 @@ def _id_headers() -> list[dict[str, Any]]:
     ]
 
 
+def _trace_headers() -> list[dict[str, Any]]:
+    """W3C Trace Context (README: Tracing): read, never refused."""
+    return [
+        {
+            "name": TRACEPARENT,
+            "in": "header",
+            "required": False,
+            "description": "The producer's span (W3C Trace Context). With tracing on, the"
+            " gateway's spans continue its trace; off, the event carries it to the consumers"
+            " unchanged. A malformed value is ignored (the event starts a trace), never refused.",
+            "schema": {"type": "string", "examples": [TRACEPARENT_EXAMPLE]},
+        },
+        {
+            "name": TRACESTATE,
+            "in": "header",
+            "required": False,
+            "description": "Vendor data of the same trace, passed on with `traceparent`.",
+            "schema": {"type": "string"},
+        },
+    ]
+
+
 def _channel_operation(
     channel: Channel,
     accepted_ref: str,
@@ -376,7 +405,7 @@ def _channel_operation(
         "operationId": "post" + title_of(channel.name),
         "summary": channel.summary,
         "description": description,
-        "parameters": _id_headers(),
+        "parameters": [*_id_headers(), *_trace_headers()],
         "requestBody": {
             "required": True,
             "description": f"One `{channel.name}` payload; no envelope.",
@@ -424,6 +453,7 @@ def _generic_operation(
                 },
             },
             *_id_headers(),
+            *_trace_headers(),
         ],
         "requestBody": {
             "required": True,
@@ -685,7 +715,7 @@ def _batch_headers() -> list[dict[str, Any]]:
         " meanwhile) is answered per event.",
         "schema": {"type": "string", "enum": ["true", "false"], "default": "false"},
     }
-    return [atomic, key, correlation]
+    return [atomic, key, correlation, *_trace_headers()]
 
 
 def _batch_body(schema: dict[str, Any], examples: Iterable[Any] = ()) -> dict[str, Any]:

@@ -41,10 +41,12 @@ from pydantic import FilePath
 
 from app.breaker import BreakerState
 from app.catalog.channel import MAX_NAME_LENGTH, NAME_PATTERN
+from app.documents.asyncapi import setting_name
 from app.events import DeliveryPath
 from app.metrics import BREAKER_STATE_VALUES, Metrics
 from app.settings import Settings
 from app.topology import Mismatch
+from app.tracing.settings import TracingSettings
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "breakwater"
@@ -378,7 +380,7 @@ def test_several_replicas_variant() -> None:
 
 # --- Settings: ConfigMap, Secret --------------------------------------------------------------
 
-SETTINGS = {f"BREAKWATER_{name.upper()}" for name in Settings.model_fields}
+SETTINGS = {setting_name(name) for name in Settings.model_fields}
 SECRET_SETTINGS = {
     "BREAKWATER_BROKER_URL",
     "BREAKWATER_INBOUND_BROKER_URL",
@@ -415,6 +417,29 @@ def test_every_setting_is_reachable_from_the_chart() -> None:
     # A setting naming a file the gateway reads is reachable only with the file in the pod.
     unmounted = {s for s in FILE_SETTINGS if not provided_by_a_volume(objs, written.get(s))}
     assert not unmounted, f"file settings whose file no volume provides: {unmounted}"
+
+
+def test_tracing_values_set_the_otel_variables_the_gateway_reads() -> None:
+    assert {k: v for k, v in config_data(objects("default")).items() if k.startswith("OTEL_")} == {
+        "OTEL_TRACES_EXPORTER": "none"
+    }
+    data = config_data(objects("all-optional-values.yaml"))
+    tracing = {k: v for k, v in data.items() if k.startswith("OTEL_")}
+    assert tracing == {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.observability.svc:4318",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": (
+            "http://otel-collector.observability.svc:4318/v1/traces"
+        ),
+        "OTEL_SERVICE_NAME": "orders-gateway",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.25",
+    }
+    # As the gateway reads them: tracing on, sampling a quarter of the new traces.
+    read = TracingSettings(**tracing)  # type: ignore[arg-type]
+    assert read.tracing
+    assert read.otel_traces_sampler_arg == 0.25
 
 
 def test_secret_holds_the_credentials() -> None:
@@ -465,7 +490,7 @@ TLS_DIR = "/etc/breakwater/tls"
 CATALOG_SETTING = "BREAKWATER_CATALOG"
 # Settings naming a file the gateway reads (pydantic FilePath): the pod must have the file.
 FILE_SETTINGS = {
-    f"BREAKWATER_{name.upper()}"
+    setting_name(name)
     for name, field in Settings.model_fields.items()
     if field.annotation == FilePath or FilePath in get_args(field.annotation)
 }

@@ -178,6 +178,25 @@ async def test_with_cloudevents_on_every_event_reads_back_as_a_cloudevent(
     assert all(isinstance(value, str) for value in cloudevents_headers(message).values())
 
 
+async def test_a_producers_trace_context_travels_beside_the_cloudevents_attributes(
+    start_gateway: GatewayFactory, amqp: AbstractRobustConnection
+) -> None:
+    """Both kinds of extra header on one event: a CloudEvent's attributes do not replace the
+    trace context (tracing off: the producer's `traceparent`/`tracestate`, passed on as sent)."""
+    gateway = start_with_cloudevents(start_gateway)
+    queue = await bind_queue(amqp, CHANNEL)
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    event = cloudevent()
+
+    answer = post(gateway, binary(event), traceparent=traceparent, tracestate="shop=1")
+
+    assert answer.status_code == 202, answer.text
+    [message] = await collect(queue, 1)
+    assert read_back(message).get_id() == event.get_id()
+    assert message.headers["traceparent"] == traceparent
+    assert message.headers["tracestate"] == "shop=1"
+
+
 async def test_dataschema_points_at_the_payload_schema_in_the_served_asyncapi_document(
     start_gateway: GatewayFactory, amqp: AbstractRobustConnection
 ) -> None:

@@ -52,6 +52,7 @@ COMPARISONS = {
         "keys_vs_keyless_published",
         "keys_vs_keyless_stored",
         "uvloop_vs_asyncio",
+        "traced_vs_published",
     ),
     "batch": ("published_vs_raw",),
 }
@@ -109,6 +110,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         "published_keyless": HTTP_PUBLISHED,
         "published_declarative": HTTP_PUBLISHED,
         "published_asyncio": HTTP_PUBLISHED,
+        "published_traced": HTTP_PUBLISHED | {"exported_spans"},
         "faststream_http": HTTP_PUBLISHED,
         # RabbitMQ's management API takes no Idempotency-Key; the node is the broker.
         "management_api": HTTP_RUN - {"idempotency_keys"} | {"answered_published"} | REPEATED,
@@ -134,6 +136,8 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
             "published_rss_growth_mib",
             "asyncio_requests_per_s",
             "asyncio_single_p50_ms",
+            "traced_requests_per_s",
+            "traced_single_p50_ms",
         }
         | {key for comparison in COMPARISONS["http"] for key in abba_ratio(comparison)},
     },
@@ -284,6 +288,10 @@ async def test_benchmark_reports_its_figures(name: str, broker_url: str, tmp_pat
             if name == "http" and row.get("mode") == "load" and case.startswith("published"):
                 # The gateway's memory, sampled around the load.
                 assert {"rss_idle_mib", "rss_peak_mib"} <= set(row), case
+            if "exported_spans" in keys:
+                # Tracing was on, and each answered request's spans (its server span and its
+                # send span) reached the receiver.
+                assert row["exported_spans"] >= 2 * row["answered_published"] > 0, case
             if "unique" in keys:
                 # The order check saw every event (keyless ones by their correlation_id).
                 assert row["unique"] == row["arrived"], case

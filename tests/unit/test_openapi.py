@@ -164,7 +164,7 @@ def test_one_operation_per_channel_with_ids_headers_and_every_answer() -> None:
         operation = doc["paths"][f"/v1/events/{name}"]["post"]
         assert operation["summary"] == channel.summary
         headers = {p["name"] for p in operation["parameters"] if p["in"] == "header"}
-        assert headers == {"Idempotency-Key", "X-Correlation-ID"}
+        assert headers == {"Idempotency-Key", "X-Correlation-ID", "traceparent", "tracestate"}
         assert set(operation["responses"]) == {"202", "401", "409", "413", "422", "502", "503"}
         assert "Retry-After" in operation["responses"]["503"]["headers"]
         assert operation["responses"]["409"]["headers"]["Retry-After"]["required"] is True
@@ -428,7 +428,13 @@ def test_every_channel_has_its_batch_operation_with_the_single_operations_schema
         assert content["application/json"]["example"] == list(SHIPMENTS[name].examples)
         assert content["application/x-ndjson"]["schema"]["type"] == "string"
         params = {p["name"]: p for p in operation["parameters"]}
-        assert set(params) == {"atomic", "Idempotency-Key", "X-Correlation-ID"}
+        assert set(params) == {
+            "atomic",
+            "Idempotency-Key",
+            "X-Correlation-ID",
+            "traceparent",
+            "tracestate",
+        }
         assert params["atomic"]["in"] == "query"
         assert params["atomic"]["schema"]["enum"] == ["true", "false"]
         # `<base>:0` is at most 200 characters.

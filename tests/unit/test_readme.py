@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from app.documents.asyncapi import setting_name
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,6 +21,10 @@ SPECIAL_DEFAULTS = {
     "api_tokens": "none",
     "catalog": "the installed catalog, else the three built-in channels",
     "cloudevents_source": "the public URL",
+    "otel_exporter_otlp_endpoint": "`http://localhost:4318`",
+    "otel_exporter_otlp_traces_endpoint": "`<endpoint>/v1/traces`",
+    "otel_service_name": "`breakwater`",
+    "otel_traces_sampler_arg": "`1`",
 }
 
 
@@ -36,9 +41,11 @@ def _default(name: str) -> str:
 
 def render_settings_table() -> str:
     rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for name, field in Settings.model_fields.items():
+    # The gateway's own settings, then the OpenTelemetry ones it honours.
+    fields = sorted(Settings.model_fields.items(), key=lambda item: item[0].startswith("otel_"))
+    for name, field in fields:
         assert field.description, f"setting {name} needs a description"
-        rows.append(f"| `BREAKWATER_{name.upper()}` | {_default(name)} | {field.description} |")
+        rows.append(f"| `{setting_name(name)}` | {_default(name)} | {field.description} |")
     return "\n".join(rows)
 
 
