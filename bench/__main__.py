@@ -1,6 +1,6 @@
 """`python -m bench [NAME ...]`: run benchmarks, print one JSON line per result, save and plot.
 
-Names: forwarding, http, batch, store, outage, replay, scale (default: all, in that order).
+Names: forwarding, http, batch, store, keys, outage, replay, scale (default: all, in that order).
 Each benchmark gets a private vhost on the broker (BENCH_AMQP_HOST/PORT, default 127.0.0.1:5672),
 created and deleted with rabbitmqctl, and a scratch directory that is removed afterwards (--keep
 keeps it, with the gateways' logs). Results go to bench/results/<date>.json (merged with that
@@ -24,13 +24,31 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench import batches, forwarding, http_ingress, outage, replay, scale, store_writes
+from bench import (
+    batches,
+    forwarding,
+    http_ingress,
+    key_cost,
+    outage,
+    replay,
+    scale,
+    store_writes,
+)
 from bench.common import FIGURE, RESULTS_DIR, Context, machine_info, private_vhost
 from bench.targets import evaluate
 
 BENCHMARKS: dict[str, ModuleType] = {
     module.NAME: module
-    for module in (forwarding, http_ingress, batches, store_writes, outage, replay, scale)
+    for module in (
+        forwarding,
+        http_ingress,
+        batches,
+        store_writes,
+        key_cost,
+        outage,
+        replay,
+        scale,
+    )
 }
 
 

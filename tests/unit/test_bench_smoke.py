@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from bench import batches, forwarding, http_ingress, outage, replay, scale, store_writes, wrk
+from bench import wrk
+from bench.__main__ import BENCHMARKS
 from bench.common import AMQP_HOST, AMQP_PORT, RABBITMQCTL, Context
 from bench.forwarding import abba, combine_repetitions, interleave, pair_order, ratio_of_sides
 from bench.plot import draw
@@ -55,6 +56,7 @@ COMPARISONS = {
         "traced_vs_published",
     ),
     "batch": ("published_vs_raw",),
+    "keys": ("published_keyed_cpu_vs_keyless", "stored_keyed_cpu_vs_keyless"),
 }
 GATEWAY_RUN = {
     "events_per_s",
@@ -153,6 +155,18 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         "naive_sqlite": {"events_per_s", "journal_mode"},
         "fallback_store": {"events_per_s", "callers", "vs_naive"},
     },
+    "keys": {
+        **{
+            case: {"events_per_s", "cpu_us_per_event", "idempotency_keys"} | REPEATED
+            for case in ("published_keyless", "published_keyed", "stored_keyless", "stored_keyed")
+        },
+        "ratios": {
+            "callers",
+            "published_keys_add_cpu_us_per_event",
+            "stored_keys_add_cpu_us_per_event",
+        }
+        | {key for comparison in COMPARISONS["keys"] for key in abba_ratio(comparison)},
+    },
     "outage": {
         "before": {"p50_ms", "p99_ms", "max_ms"},
         "during": {"p50_ms", "p99_ms", "max_ms", "stored"},
@@ -169,9 +183,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         "growth": {"rss_growth_mib", "restart_to_ready_s"},
     },
 }
-MODULES: dict[str, ModuleType] = {
-    m.NAME: m for m in (forwarding, http_ingress, batches, store_writes, outage, replay, scale)
-}
+MODULES: dict[str, ModuleType] = BENCHMARKS
 collected: list[dict[str, Any]] = []
 
 WRK_SAMPLE = """\
@@ -204,6 +216,10 @@ def broker_url() -> Iterator[str]:
     _ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
     yield f"amqp://guest:guest@{AMQP_HOST}:{AMQP_PORT}/{name}"
     _ctl("delete_vhost", name)
+
+
+def test_every_benchmark_of_make_bench_is_smoke_tested() -> None:
+    assert set(EXPECTED) == set(MODULES)
 
 
 def test_wrk_report_is_parsed() -> None:
