@@ -1,3 +1,3 @@
-from .server import serve
+from .operations.server import serve
 
 serve()

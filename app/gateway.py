@@ -14,21 +14,17 @@ from typing import Any
 from prometheus_client import Counter
 
 from . import __version__
-from .amqp_ingress import AmqpIngress, documented_broker
-from .breaker import Breaker, BreakerState
+from .broker.link import redact
+from .broker.tls import client_tls_context
 from .catalog import Catalog
 from .cloudevents.stamping import Stamper
-from .event_loop import loop_for, running_loop
-from .http_api import HttpApi
-from .idempotency import IdempotentPublisher
-from .inbound import InboundLink
-from .link import redact
-from .metrics import UNKNOWN_CHANNEL, Metrics
-from .outbound import OutboundLink, Unroutable
-from .publisher import ResilientPublisher
-from .replay import Replayer
-from .settings import Settings
-from .status_page import (
+from .ingress.amqp_ingress import AmqpIngress, documented_broker
+from .ingress.http_api import HttpApi
+from .ingress.idempotency import IdempotentPublisher
+from .ingress.inbound import InboundLink
+from .operations.event_loop import loop_for, running_loop
+from .operations.metrics import UNKNOWN_CHANNEL, Metrics
+from .operations.status_page import (
     BrokerLink,
     ChannelStatus,
     RateMeter,
@@ -36,8 +32,12 @@ from .status_page import (
     StatusSnapshot,
     StoreStatus,
 )
-from .store import FallbackStore, StoreError
-from .tls import client_tls_context
+from .outbound.breaker import Breaker, BreakerState
+from .outbound.connection import OutboundLink, Unroutable
+from .outbound.publisher import ResilientPublisher
+from .settings import Settings
+from .store.fallback import FallbackStore, StoreError
+from .store.replay import Replayer
 from .tracing import Tracing, tracing_for
 
 log = logging.getLogger("breakwater")

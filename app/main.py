@@ -12,7 +12,7 @@ from faststream.asgi.types import ASGIApp, Receive, Scope, Send
 from .catalog import Catalog, CatalogError, load_catalog
 from .documents import asyncapi, pages
 from .gateway import Gateway
-from .logs import configure_logging
+from .operations.logs import configure_logging
 from .settings import Settings, get_settings
 
 log = logging.getLogger("breakwater")

@@ -26,8 +26,8 @@ import httpx
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from yarl import URL
 
+from app.broker.topology import EVENTS_EXCHANGE, EVENTS_EXCHANGE_ARGUMENTS, UNROUTED
 from app.catalog.default import DEFAULT_CATALOG
-from app.topology import EVENTS_EXCHANGE, EVENTS_EXCHANGE_ARGUMENTS, UNROUTED
 
 ROOT = Path(__file__).resolve().parents[1]
 # Where the gateway under test (`python -m app`) runs from; see bench/__init__.py.
@@ -541,7 +541,7 @@ async def purge_queue(url: str, queue_name: str) -> None:
 async def declare_outbound_topology(url: str) -> None:
     """`breakwater.events`, its alternate exchange and `breakwater.unrouted`, declared by the
     gateway's own code: what every HTTP case publishes into, whoever runs first."""
-    from app.topology import Declarer, declare_outbound
+    from app.broker.topology import Declarer, declare_outbound
 
     connection = await aio_pika.connect_robust(url)
     try:
@@ -557,7 +557,7 @@ async def declare_inbound_queue(url: str, channel: str = CHANNEL) -> None:
     the gateway does (same arguments)."""
     from faststream.rabbit import RabbitBroker
 
-    from app.amqp_ingress import inbound_queue
+    from app.ingress.amqp_ingress import inbound_queue
 
     if channel == DECLARED_CHANNEL:
         from app.catalog.declarative import load_file

@@ -72,7 +72,7 @@ from typing import Any
 import httpx
 from yarl import URL
 
-from app.topology import EVENTS_EXCHANGE, UNROUTED
+from app.broker.topology import EVENTS_EXCHANGE, UNROUTED
 from bench import wrk
 from bench.common import (
     ASYNCIO_ENV,

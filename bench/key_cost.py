@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from app.events import Event
-from app.idempotency import IdempotentPublisher
-from app.publisher import Outcome
-from app.store import FallbackStore, RememberedKey
+from app.ingress.idempotency import IdempotentPublisher
+from app.outbound.publisher import Outcome
+from app.store.fallback import FallbackStore, RememberedKey
 from bench.common import CHANNEL, Context, order_body, order_payload, rate
 from bench.forwarding import combine_repetitions, compared, interleave
 

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from app.store import FallbackStore
+from app.store.fallback import FallbackStore
 from bench.common import (
     ArrivalRecorder,
     Context,

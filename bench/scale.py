@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.store import _INSERT, _SCHEMA, _connect_writer
+from app.store.fallback import _INSERT, _SCHEMA, _connect_writer
 from bench.common import CACHE_DIR, CHANNEL, Context, order_body, order_payload
 
 NAME = "scale"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from app.events import Event
-from app.store import _INSERT, _SCHEMA, FallbackStore, _to_row
+from app.store.fallback import _INSERT, _SCHEMA, FallbackStore, _to_row
 from bench.common import CHANNEL, Context, order_body, order_payload, rate
 
 NAME = "store"

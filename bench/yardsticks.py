@@ -40,7 +40,7 @@ LIVE_QUEUE = "bench.live"
 def _faststream_broker(url: str) -> tuple[RabbitBroker, RabbitExchange]:
     """A FastStream broker with default settings, and `breakwater.events` as the gateway
     declares it: what the FastStream recipes publish to."""
-    from app.topology import EVENTS_EXCHANGE, EVENTS_EXCHANGE_ARGUMENTS
+    from app.broker.topology import EVENTS_EXCHANGE, EVENTS_EXCHANGE_ARGUMENTS
 
     exchange = RabbitExchange(
         EVENTS_EXCHANGE,
@@ -57,8 +57,8 @@ async def relay(url: str) -> None:
     level: FastDepends resolves the handler's string annotations in the module's globals.)"""
     from faststream import FastStream
 
-    from app.amqp_ingress import inbound_queue
     from app.catalog.default import DEFAULT_CATALOG
+    from app.ingress.amqp_ingress import inbound_queue
 
     broker, exchange = _faststream_broker(url)
 

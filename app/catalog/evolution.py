@@ -14,7 +14,7 @@ from typing import Any
 
 import jsonschema_rs
 
-from ..topology import EVENTS_EXCHANGE
+from ..broker.topology import EVENTS_EXCHANGE
 from .channel import CatalogError, Problem
 from .compatibility import Compatibility, compare
 from .declarative import read_document

@@ -29,27 +29,27 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from yarl import URL
 
 from .. import __version__
-from ..amqp_ingress import (
-    DEAD_LETTER,
-    IDEMPOTENCY_CONFLICT,
-    REQUEUE_DELAY_S,
-    documented_broker,
-    inbound_queue,
-)
-from ..catalog import Catalog, Channel, InvalidPayload
-from ..catalog.payload import MAX_REASON_TEXT
-from ..cloudevents.attributes import SPECVERSION, CloudEventsMode
-from ..cloudevents.stamping import SCHEMA_PATH, header
-from ..events import CONTENT_TYPE, ERROR_HEADER, PATH_HEADER, SOURCE_QUEUE_HEADER, DeliveryPath
-from ..idempotency import KEY_WRITE_DELAY_S
-from ..settings import Settings
-from ..topology import (
+from ..broker.topology import (
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_QUEUE,
     EVENTS_EXCHANGE,
     EVENTS_EXCHANGE_ARGUMENTS,
     UNROUTED,
 )
+from ..catalog import Catalog, Channel, InvalidPayload
+from ..catalog.payload import MAX_REASON_TEXT
+from ..cloudevents.attributes import SPECVERSION, CloudEventsMode
+from ..cloudevents.stamping import SCHEMA_PATH, header
+from ..events import CONTENT_TYPE, ERROR_HEADER, PATH_HEADER, SOURCE_QUEUE_HEADER, DeliveryPath
+from ..ingress.amqp_ingress import (
+    DEAD_LETTER,
+    IDEMPOTENCY_CONFLICT,
+    REQUEUE_DELAY_S,
+    documented_broker,
+    inbound_queue,
+)
+from ..ingress.idempotency import KEY_WRITE_DELAY_S
+from ..settings import Settings
 from ..tracing.context import TRACEPARENT, TRACESTATE
 
 TITLE = "Breakwater"

@@ -3,7 +3,7 @@
 One `POST` operation per channel, whose request body is the schema the ingress validates against
 (`app.documents.asyncapi.payload_schemas`' accepting form: decimals as numbers or strings), so that a client
 generated from this document sends what the gateway takes; and one per channel for its batches
-(`/v1/events/<channel>/batch`, `app.batch`: an array of that same schema, or NDJSON). Every answer `app.http_api` can give is
+(`/v1/events/<channel>/batch`, `app.ingress.batch`: an array of that same schema, or NDJSON). Every answer `app.ingress.http_api` can give is
 listed with its body and headers; `tests/integration/test_openapi_schemathesis.py` holds the
 running gateway to that, on a real broker. `openapi.json` at the repository root is this document
 for the default catalog (a unit test checks that it has not drifted).
@@ -18,17 +18,22 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import __version__
-from ..batch import longest_key_base
-from ..breaker import BreakerState
 from ..catalog import Catalog, Channel
 from ..catalog.channel import MAX_NAME_LENGTH, NAME_PATTERN, title_of
 from ..cloudevents.attributes import CloudEventsMode
 from ..cloudevents.http import STRUCTURED
 from ..events import ID_PATTERN
-from ..http_api import REPLAYED_HEADER
-from ..idempotency import KEY_WRITE_DELAY_S, RETRY_AFTER_IN_FLIGHT_S, KeyConflict, KeyInFlight
-from ..publisher import Outcome
-from ..refusals import RETRY_AFTER_STORE_BROKEN_S, RETRY_AFTER_STORE_FULL_S
+from ..ingress.batch import longest_key_base
+from ..ingress.http_api import REPLAYED_HEADER
+from ..ingress.idempotency import (
+    KEY_WRITE_DELAY_S,
+    RETRY_AFTER_IN_FLIGHT_S,
+    KeyConflict,
+    KeyInFlight,
+)
+from ..ingress.refusals import RETRY_AFTER_STORE_BROKEN_S, RETRY_AFTER_STORE_FULL_S
+from ..outbound.breaker import BreakerState
+from ..outbound.publisher import Outcome
 from ..settings import Settings
 from ..tracing.context import TRACEPARENT, TRACESTATE
 from . import openapi_cloudevents
@@ -265,7 +270,7 @@ def _header(schema: dict[str, Any], description: str, *, required: bool = True) 
     return {"description": description, "required": required, "schema": schema}
 
 
-# The sentences the gateway answers, for an example key: what `app.idempotency` raises.
+# The sentences the gateway answers, for an example key: what `app.ingress.idempotency` raises.
 EXAMPLE_KEY = "order-1234-attempt"
 IN_FLIGHT_EXAMPLE = str(KeyInFlight(EXAMPLE_KEY))
 CONFLICT_EXAMPLE = str(KeyConflict(EXAMPLE_KEY, "orders.created", "orders.created"))
@@ -468,7 +473,7 @@ def _generic_operation(
     return operation
 
 
-# --- batches (`app.batch`) --------------------------------------------------------------------
+# --- batches (`app.ingress.batch`) ----------------------------------------------------------------
 
 NDJSON = "application/x-ndjson"
 BATCH_ERRORS: dict[str, str] = {
@@ -530,7 +535,7 @@ def _index_schema() -> dict[str, Any]:
 
 
 def _batch_result_schemas() -> dict[str, Any]:
-    # `app.batch.Outcomes.results`, `app.refusals.Refusal.as_json`.
+    # `app.ingress.batch.Outcomes.results`, `app.ingress.refusals.Refusal.as_json`.
     accepted = _accepted_schema()
     accepted["description"] = "An accepted event: published, or stored to be replayed."
     accepted["properties"] = {

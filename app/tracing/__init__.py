@@ -23,8 +23,8 @@ from .context import producer_context
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
-    from ..inbound import Consumer
-    from ..publisher import PublishTracer
+    from ..ingress.inbound import Consumer
+    from ..outbound.publisher import PublishTracer
     from .settings import TracingSettings
 
 # An ingress' `on_rejected(channel, reason)`.

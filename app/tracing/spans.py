@@ -35,12 +35,12 @@ from opentelemetry.util.types import AttributeValue
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from ..acks import AckWindow
+from ..broker.link import describe
+from ..broker.topology import EVENTS_EXCHANGE
 from ..catalog import Channel
 from ..events import DeliveryPath, Event, Headers
-from ..inbound import Consumer
-from ..link import describe
-from ..topology import EVENTS_EXCHANGE
+from ..ingress.acks import AckWindow
+from ..ingress.inbound import Consumer
 from . import Rejected, Tracing
 from .context import with_context
 

@@ -17,7 +17,7 @@ from typing import Self
 import aio_pika
 import httpx
 
-from app.topology import inbound_queue_arguments
+from app.broker.topology import inbound_queue_arguments
 from tests.integration.gateway_process import GatewayProcess
 from tests.integration.outage_helpers import Recorder, Sender, payload
 

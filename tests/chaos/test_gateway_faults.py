@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from app.store import StoreReader
+from app.store.fallback import StoreReader
 from tests.integration.gateway_process import GatewayProcess
 from tests.integration.outage_helpers import Recorder
 from tests.support.fault_proxy import FaultProxy

@@ -14,7 +14,7 @@ tests/integration/test_chart_catalog.py runs the real gateway on the catalog ren
 
 The Grafana dashboard the chart ships (dashboards/breakwater.json, in a ConfigMap when
 metrics.grafanaDashboard.enabled) is checked too: its structure, that every panel queries through
-the datasource variable, and that its PromQL names only series a live app.metrics.Metrics()
+the datasource variable, and that its PromQL names only series a live app.operations.metrics.Metrics()
 registry exports, with the labels those series have.
 """
 
@@ -39,13 +39,13 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import FilePath
 
-from app.breaker import BreakerState
+from app.broker.topology import Mismatch
 from app.catalog.channel import MAX_NAME_LENGTH, NAME_PATTERN
 from app.documents.asyncapi import setting_name
 from app.events import DeliveryPath
-from app.metrics import BREAKER_STATE_VALUES, Metrics
+from app.operations.metrics import BREAKER_STATE_VALUES, Metrics
+from app.outbound.breaker import BreakerState
 from app.settings import Settings
-from app.topology import Mismatch
 from app.tracing.settings import TracingSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -326,7 +326,7 @@ def test_termination_grace_outlasts_graceful_shutdown(variant: str) -> None:
     pre_stop = container(objs).get("lifecycle", {}).get("preStop")
     sleep = float(pre_stop["exec"]["command"][1]) if pre_stop else 0.0
     # SIGTERM comes after the preStop sleep; uvicorn then waits up to `grace` for HTTP requests
-    # and the inbound consumers up to `grace` again (app/server.py, app/gateway.py).
+    # and the inbound consumers up to `grace` again (app/operations/server.py, app/gateway.py).
     assert pod_spec(objs)["terminationGracePeriodSeconds"] > sleep + 2 * grace
     assert one(objs, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]["args"] == ["run"]
 
@@ -1564,7 +1564,9 @@ def test_dashboard_reads_only_series_the_gateway_exports() -> None:
     used: set[str] = set()
     for where, expr in all_queries(dashboard):
         for name in SERIES.findall(expr):
-            assert name in series, f"{where}: {name} is not exported by app/metrics.py ({expr})"
+            assert name in series, (
+                f"{where}: {name} is not exported by app/operations/metrics.py ({expr})"
+            )
             used.add(name)
         for selector in SELECTOR.finditer(expr):
             name = selector["name"]

@@ -26,7 +26,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from app import store
+from app.store import fallback as store
 
 marker = Path(sys.argv[1])
 
@@ -38,7 +38,7 @@ def never_written(self, keys):
 
 store.FallbackStore.remember_nowait = never_written
 
-from app.server import serve
+from app.operations.server import serve
 
 serve()
 """

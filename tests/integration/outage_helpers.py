@@ -25,8 +25,8 @@ import aio_pika
 import httpx
 from aio_pika.abc import AbstractIncomingMessage
 
+from app.broker.topology import EVENTS_EXCHANGE, EVENTS_EXCHANGE_ARGUMENTS, UNROUTED
 from app.catalog.default import DEFAULT_CATALOG
-from app.topology import EVENTS_EXCHANGE, EVENTS_EXCHANGE_ARGUMENTS, UNROUTED
 
 RABBITMQCTL = os.environ.get("RABBITMQCTL", "rabbitmqctl")
 

@@ -28,7 +28,7 @@ from hypothesis_jsonschema import from_schema
 
 from app.catalog.default import DEFAULT_CATALOG
 from app.events import Event
-from app.store import FallbackStore
+from app.store.fallback import FallbackStore
 
 from .consumers import bind_queue, collect
 from .gateway_process import ROOT, GatewayProcess

@@ -25,7 +25,7 @@ import httpx
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from app.topology import EVENTS_EXCHANGE
+from app.broker.topology import EVENTS_EXCHANGE
 from tests.deploy.test_chart import (
     CATALOG_DIR,
     CATALOG_SETTING,

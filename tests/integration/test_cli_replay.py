@@ -17,7 +17,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from app.catalog.default import DEFAULT_CATALOG
 from app.events import Event
-from app.store import FallbackStore, StoreReader
+from app.store.fallback import FallbackStore, StoreReader
 
 from .consumers import bind_queue
 

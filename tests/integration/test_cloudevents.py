@@ -25,8 +25,8 @@ from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
+from app.broker.topology import DEAD_LETTER_QUEUE
 from app.catalog.default import DEFAULT_CATALOG
-from app.topology import DEAD_LETTER_QUEUE
 from tests.support.fault_proxy import FaultProxy
 from tests.unit.test_store import SCHEMA_WITHOUT_HEADERS
 

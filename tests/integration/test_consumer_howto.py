@@ -17,8 +17,8 @@ import httpx
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
+from app.broker.topology import EVENTS_EXCHANGE
 from app.catalog.default import DEFAULT_CATALOG
-from app.topology import EVENTS_EXCHANGE
 
 from .gateway_process import GatewayProcess
 

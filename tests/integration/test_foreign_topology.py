@@ -20,8 +20,8 @@ import aio_pika
 import httpx
 import pytest
 
+from app.broker.topology import EVENTS_EXCHANGE
 from app.catalog.default import DEFAULT_CATALOG
-from app.topology import EVENTS_EXCHANGE
 
 from .conftest import RABBITMQCTL
 from .consumers import collect

@@ -49,8 +49,8 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.broker.topology import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE
 from app.catalog.default import DEFAULT_CATALOG
-from app.topology import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE
 
 from .consumers import bind_queue
 from .gateway_process import GatewayProcess

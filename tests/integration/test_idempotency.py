@@ -1,4 +1,4 @@
-"""Idempotency keys (app/idempotency.py) on the real gateway process, the real broker and the real
+"""Idempotency keys (app/ingress/idempotency.py) on the real gateway process, the real broker and the real
 SQLite store: a retry with the same `Idempotency-Key` (or inbound `message_id`) within the window
 is answered with the first event's outcome and not published again; in flight it is a 409, with
 another body a 422 (AMQP: dead-lettered). Keys outlive a restart, and a kill -9 once written (a
@@ -25,9 +25,9 @@ import httpx
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
+from app.broker.topology import DEAD_LETTER_QUEUE
 from app.catalog.default import DEFAULT_CATALOG
-from app.idempotency import KEY_WRITE_DELAY_S
-from app.topology import DEAD_LETTER_QUEUE
+from app.ingress.idempotency import KEY_WRITE_DELAY_S
 from tests.support.fault_proxy import FaultProxy
 
 from .consumers import bind_queue, collect

@@ -169,7 +169,7 @@ async def test_json_logs_through_connection_loss_and_amqp_ingress_have_no_line_p
 def test_warnings_and_uncaught_exceptions_are_json_lines_too(tmp_path: Path) -> None:
     script = (
         "import threading, warnings\n"
-        "from app.logs import configure_logging\n"
+        "from app.operations.logs import configure_logging\n"
         "from app.settings import LogFormat\n"
         "configure_logging(LogFormat.json)\n"
         "warnings.warn('a library complains', DeprecationWarning, stacklevel=1)\n"

@@ -31,11 +31,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 
+from app.broker.topology import EVENTS_EXCHANGE, EVENTS_EXCHANGE_ARGUMENTS, UNROUTED
 from app.catalog.default import DEFAULT_CATALOG
-from app.drain import drain_store
 from app.gateway import Gateway
 from app.settings import Settings
-from app.topology import EVENTS_EXCHANGE, EVENTS_EXCHANGE_ARGUMENTS, UNROUTED
+from app.store.drain import drain_store
 from app.tracing import Tracing
 from app.tracing.testing import in_memory
 from bench.otlp_sink import OtlpSink
@@ -364,7 +364,7 @@ def test_a_gateway_set_up_by_otel_variables_exports_its_spans_over_otlp(
 async def test_breakwater_store_replay_traces_its_replays_too(
     broker_url: str, unreachable_broker: str, store: Path, tmp_path: Path
 ) -> None:
-    """`breakwater store replay` (app/drain.py) with tracing on: replay spans, and the published
+    """`breakwater store replay` (app/store/drain.py) with tracing on: replay spans, and the published
     traceparent is the replay span's, not the one stored."""
     first, first_spans = in_memory()
     async with gateway(unreachable_broker, store, first) as client:

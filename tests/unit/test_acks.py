@@ -13,7 +13,7 @@ from typing import Any, cast
 import aiormq.abc
 import pytest
 
-from app.acks import AckWindow
+from app.ingress.acks import AckWindow
 
 
 class Broker:

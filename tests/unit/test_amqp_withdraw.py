@@ -22,9 +22,9 @@ import aiormq.abc
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
-from app.acks import AckWindow
-from app.amqp_ingress import AmqpIngress
 from app.catalog.default import DEFAULT_CATALOG
+from app.ingress.acks import AckWindow
+from app.ingress.amqp_ingress import AmqpIngress
 
 from .test_acks import Broker, settle_turn
 from .test_idempotency import Gateway, _key_rows

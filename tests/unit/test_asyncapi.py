@@ -18,13 +18,13 @@ import pytest
 import yaml
 from pydantic import Field, create_model
 
+from app.broker.topology import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, EVENTS_EXCHANGE, UNROUTED
 from app.catalog import Catalog
 from app.catalog.default import DEFAULT_CATALOG, OrderCreated
 from app.documents import asyncapi as spec
 from app.events import ERROR_HEADER, PATH_HEADER, SOURCE_QUEUE_HEADER
 from app.gateway import Gateway
 from app.settings import Settings
-from app.topology import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, EVENTS_EXCHANGE, UNROUTED
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "asyncapi.yaml"

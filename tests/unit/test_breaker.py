@@ -1,4 +1,4 @@
-"""Behaviour of app.breaker.Breaker, driven by a fake clock (nothing here sleeps)."""
+"""Behaviour of app.outbound.breaker.Breaker, driven by a fake clock (nothing here sleeps)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.breaker import Breaker, BreakerState, CircuitOpenError
+from app.outbound.breaker import Breaker, BreakerState, CircuitOpenError
 
 BASE = 10.0
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from app.catalog import Catalog, CatalogError, Channel, EventModel, InvalidPayload, load_catalog
 from app.catalog.default import DEFAULT_CATALOG
-from app.cli import cli
+from app.operations.cli import cli
 
 SHIPMENT = {
     "name": "shipments.dispatched",

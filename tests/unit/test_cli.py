@@ -20,7 +20,7 @@ import pytest
 
 from app.catalog.default import DEFAULT_CATALOG
 from app.events import Event
-from app.store import FallbackStore
+from app.store.fallback import FallbackStore
 
 BREAKWATER = Path(sys.executable).with_name("breakwater")
 NOW = datetime.now(UTC)

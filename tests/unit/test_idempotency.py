@@ -1,4 +1,4 @@
-"""app.idempotency.IdempotentPublisher on the real store (SQLite in tmp_path) and the real breaker,
+"""app.ingress.idempotency.IdempotentPublisher on the real store (SQLite in tmp_path) and the real breaker,
 with the scripted link of test_publisher: repeats, conflicts, keys in flight, expiry, the bound,
 keys surviving a reopen of the file, and nothing remembered for an event that was refused."""
 
@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from app.breaker import Breaker
 from app.events import Event, utc_now
-from app.idempotency import (
+from app.ingress.idempotency import (
     KEY_WRITE_BATCH,
     KEY_WRITE_DELAY_S,
     IdempotentPublisher,
@@ -21,8 +20,9 @@ from app.idempotency import (
     KeyInFlight,
     digest,
 )
-from app.publisher import Outcome, ResilientPublisher
-from app.store import FallbackStore, StoreFull, epoch_ms
+from app.outbound.breaker import Breaker
+from app.outbound.publisher import Outcome, ResilientPublisher
+from app.store.fallback import FallbackStore, StoreFull, epoch_ms
 
 from .test_publisher import DEADLINE_S, ScriptedLink
 

@@ -1,10 +1,10 @@
-"""app.link.SupervisedLink without a broker: closing it while it connects."""
+"""app.broker.link.SupervisedLink without a broker: closing it while it connects."""
 
 from __future__ import annotations
 
 import asyncio
 
-from app.outbound import OutboundLink
+from app.outbound.connection import OutboundLink
 
 
 class CancellationSwallowingLink(OutboundLink):

@@ -26,12 +26,12 @@ from app.cloudevents.attributes import CloudEventsMode
 from app.cloudevents.stamping import Stamper
 from app.documents import openapi, pages
 from app.events import Event
-from app.http_api import REPLAYED_HEADER, HttpApi
-from app.idempotency import RETRY_AFTER_IN_FLIGHT_S, Accepted, KeyConflict, KeyInFlight
-from app.outbound import Unroutable
-from app.publisher import Outcome
+from app.ingress.http_api import REPLAYED_HEADER, HttpApi
+from app.ingress.idempotency import RETRY_AFTER_IN_FLIGHT_S, Accepted, KeyConflict, KeyInFlight
+from app.outbound.connection import Unroutable
+from app.outbound.publisher import Outcome
 from app.settings import Settings
-from app.store import StoreFull
+from app.store.fallback import StoreFull
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "openapi.json"

@@ -1,4 +1,4 @@
-"""The AMQP properties every outbound event is published with (app/outbound.py)."""
+"""The AMQP properties every outbound event is published with (app/outbound/connection.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import dataclasses
 from datetime import UTC, datetime
 
 from app.events import PATH_HEADER, DeliveryPath, Event
-from app.outbound import event_properties
+from app.outbound.connection import event_properties
 
 EVENT = Event(
     channel="orders.created",

@@ -1,4 +1,4 @@
-"""Per-channel order in app.publisher.ResilientPublisher: the real store (SQLite in tmp_path) and
+"""Per-channel order in app.outbound.publisher.ResilientPublisher: the real store (SQLite in tmp_path) and
 the real breaker, and a scripted link with OutboundLink's interface (publish/unavailable_reason).
 
 The link's publishes are held, failed or let through per message_id by the test, so the
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from app.breaker import Breaker
 from app.events import DeliveryPath, Event
-from app.outbound import BrokerUnavailable
-from app.publisher import Outcome, ResilientPublisher
-from app.store import FallbackStore
+from app.outbound.breaker import Breaker
+from app.outbound.connection import BrokerUnavailable
+from app.outbound.publisher import Outcome, ResilientPublisher
+from app.store.fallback import FallbackStore
 
 DEADLINE_S = 0.3
 

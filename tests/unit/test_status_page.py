@@ -1,4 +1,4 @@
-"""The status page's rendering (`app.status_page.render`), a pure function of a snapshot."""
+"""The status page's rendering (`app.operations.status_page.render`), a pure function of a snapshot."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.breaker import BreakerState
-from app.status_page import (
+from app.operations.status_page import (
     BrokerLink,
     ChannelStatus,
     RateMeter,
@@ -21,6 +20,7 @@ from app.status_page import (
     format_rate,
     render,
 )
+from app.outbound.breaker import BreakerState
 
 HEALTHY = StatusSnapshot(
     version="0.1.0",

@@ -1,4 +1,4 @@
-"""Behaviour of app.store.FallbackStore on real SQLite files in tmp_path (sqlite never mocked)."""
+"""Behaviour of app.store.fallback.FallbackStore on real SQLite files in tmp_path (sqlite never mocked)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from app import store as store_module
 from app.events import Event, utc_now
-from app.store import (
+from app.store import fallback as store_module
+from app.store.fallback import (
     ROW_OVERHEAD_BYTES,
     FallbackStore,
     RememberedKey,
@@ -399,7 +399,7 @@ KILLED_WRITER = textwrap.dedent(
     import asyncio, sys
     from pathlib import Path
     from app.events import Event
-    from app.store import FallbackStore
+    from app.store.fallback import FallbackStore
 
     async def producer(store, k):
         for i in range(1_000_000):
@@ -660,7 +660,7 @@ async def test_a_second_process_cannot_open_a_store_that_is_in_use(tmp_path: Pat
             f"""
             import asyncio
             from pathlib import Path
-            from app.store import FallbackStore, StoreInUse
+            from app.store.fallback import FallbackStore, StoreInUse
             async def main():
                 try:
                     await FallbackStore(Path({str(path)!r}), max_bytes=1000).open()
@@ -847,7 +847,7 @@ CRASHING_WRITER = textwrap.dedent(
     import asyncio, os, signal, sys
     from pathlib import Path
     from app.events import Event
-    from app.store import FallbackStore
+    from app.store.fallback import FallbackStore
 
     async def main():
         store = FallbackStore(Path(sys.argv[1]), max_bytes=1_000_000)

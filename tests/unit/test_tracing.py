@@ -12,11 +12,11 @@ import pytest
 from opentelemetry.sdk.resources import SERVICE_NAME
 from opentelemetry.trace import SpanKind, StatusCode
 
-from app.breaker import Breaker
 from app.events import Event
-from app.publisher import Outcome, ResilientPublisher
+from app.outbound.breaker import Breaker
+from app.outbound.publisher import Outcome, ResilientPublisher
 from app.settings import SettingsError, load_settings
-from app.store import FallbackStore
+from app.store.fallback import FallbackStore
 from app.tracing import Tracing, tracing_for
 from app.tracing.context import producer_context, valid_traceparent, with_context
 from app.tracing.sdk import provider_for

@@ -14,9 +14,9 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .breaker import BreakerState
-from .events import DeliveryPath
-from .topology import Mismatch
+from ..broker.topology import Mismatch
+from ..events import DeliveryPath
+from ..outbound.breaker import BreakerState
 
 BREAKER_STATE_VALUES = {BreakerState.closed: 0, BreakerState.half_open: 1, BreakerState.open: 2}
 # A label value must not come from the client unchecked: unknown channels are counted together.

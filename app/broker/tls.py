@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 
-from .settings import Settings
+from ..settings import Settings
 
 
 def client_tls_context(settings: Settings) -> ssl.SSLContext | None:

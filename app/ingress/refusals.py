@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ..outbound.connection import Unroutable
+from ..store.fallback import StoreError, StoreFull
 from .idempotency import KeyConflict, KeyInFlight
-from .outbound import Unroutable
-from .store import StoreError, StoreFull
 
 RETRY_AFTER_STORE_FULL_S: Final = 30
 RETRY_AFTER_STORE_BROKEN_S: Final = 5

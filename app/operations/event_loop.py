@@ -13,7 +13,7 @@ import importlib.util
 import logging
 from typing import Literal
 
-from .settings import EventLoop
+from ..settings import EventLoop
 
 log = logging.getLogger("breakwater")
 

@@ -19,7 +19,7 @@ The bound (`max_bytes`) is on the logical size of the stored rows, not the file:
 database does not shrink when rows are deleted (SQLite reuses the freed pages), and the WAL beside
 it grows to about 40 MB between checkpoints.
 
-The same file holds the idempotency keys (`app.idempotency`), in a table of their own written by
+The same file holds the idempotency keys (`app.ingress.idempotency`), in a table of their own written by
 the same writer: a stored event's key in the event's transaction, published events' keys in a
 group commit of their own (`remember_nowait`). Keys are not counted against `max_bytes`; `forget` bounds them by age and count.
 """
@@ -42,7 +42,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal, TextIO, TypeVar
 
-from .events import Event, Headers
+from ..events import Event, Headers
 
 log = logging.getLogger("breakwater.store")
 
@@ -114,7 +114,7 @@ _KEY_ROWS_PER_QUERY: Final = _PARAMS_PER_QUERY // 5
 @dataclass(frozen=True, slots=True)
 class RememberedKey:
     """An idempotency key with what became of its event, as the store keeps it (see
-    `app.idempotency`): `digest` identifies the channel and normalised body, `outcome` is
+    `app.ingress.idempotency`): `digest` identifies the channel and normalised body, `outcome` is
     `published` or `stored`, `created_ms` the acceptance time in milliseconds since the epoch."""
 
     key: str

@@ -17,9 +17,9 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from pamqp.commands import Basic
 from pamqp.common import FieldTable
 
-from .events import CONTENT_TYPE, PATH_HEADER, DeliveryPath, Event
-from .link import SupervisedLink
-from .topology import EVENTS_EXCHANGE, Declarer, declare_outbound
+from ..broker.link import SupervisedLink
+from ..broker.topology import EVENTS_EXCHANGE, Declarer, declare_outbound
+from ..events import CONTENT_TYPE, PATH_HEADER, DeliveryPath, Event
 
 
 class BrokerUnavailable(Exception):

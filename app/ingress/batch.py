@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .catalog import Channel, InvalidPayload
-from .catalog.model import NotJson, load_json
-from .catalog.payload import pointer
-from .events import Event, Headers
+from ..catalog import Channel, InvalidPayload
+from ..catalog.model import NotJson, load_json
+from ..catalog.payload import pointer
+from ..events import Event, Headers
 from .idempotency import Accepted, IdempotentPublisher, KeyConflict, KeyInFlight
 from .refusals import Refusal, refusal
 

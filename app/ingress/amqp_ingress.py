@@ -34,21 +34,21 @@ from faststream.rabbit import (
     RabbitQueue,
 )
 
+from ..broker.link import redact
+from ..broker.topology import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, inbound_queue_arguments
+from ..catalog import Catalog, InvalidPayload
+from ..catalog import Channel as EventChannel
+from ..cloudevents.attributes import InvalidCloudEvent
+from ..cloudevents.stamping import NO_CLOUDEVENTS, Stamper, message_attributes
+from ..events import CONTENT_TYPE, ERROR_HEADER, SOURCE_QUEUE_HEADER, Event, Headers
+from ..outbound.connection import Unroutable
+from ..outbound.publisher import Outcome
+from ..store.fallback import StoreError
+from ..tracing.context import producer_context
 from .acks import AckWindow
 from .amqp_decoding import undecodable
-from .catalog import Catalog, InvalidPayload
-from .catalog import Channel as EventChannel
-from .cloudevents.attributes import InvalidCloudEvent
-from .cloudevents.stamping import NO_CLOUDEVENTS, Stamper, message_attributes
-from .events import CONTENT_TYPE, ERROR_HEADER, SOURCE_QUEUE_HEADER, Event, Headers
 from .idempotency import IdempotentPublisher, KeyConflict
 from .inbound import InboundLink, SpecBroker
-from .link import redact
-from .outbound import Unroutable
-from .publisher import Outcome
-from .store import StoreError
-from .topology import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, inbound_queue_arguments
-from .tracing.context import producer_context
 
 if TYPE_CHECKING:
     from faststream.rabbit.schemas.queue import QuorumQueueArgs
@@ -308,7 +308,7 @@ def documented_broker(
 ) -> SpecBroker:
     """The FastStream broker with the inbound queues declared as its subscribers, which is what
     the AsyncAPI document is generated from. FastStream never runs their handlers: the inbound
-    link consumes (app/inbound.py says why)."""
+    link consumes (app/ingress/inbound.py says why)."""
     broker = SpecBroker(
         url,
         specification_url=redact(url),

@@ -11,9 +11,9 @@ from typing import Annotated
 
 import typer
 
-from .catalog import Catalog, CatalogError, Compatibility, load_catalog
-from .settings import get_settings, split_urls
-from .store import StoredEvent, StoreError, StoreReader
+from ..catalog import Catalog, CatalogError, Compatibility, load_catalog
+from ..settings import get_settings, split_urls
+from ..store.fallback import StoredEvent, StoreError, StoreReader
 
 cli = typer.Typer(
     add_completion=False,
@@ -162,7 +162,7 @@ def store_replay(
     connect_timeout_s: Annotated[float, typer.Option(help="Give up if no broker answers.")] = 30.0,
 ) -> None:
     """Drain a store file to the broker without the HTTP server (e.g. a volume from a dead pod)."""
-    from .drain import drain_store
+    from ..store.drain import drain_store
 
     settings = get_settings()
     try:
@@ -193,7 +193,7 @@ def store_purge(
     if not yes:
         typer.echo("breakwater: refusing to delete events without --yes", err=True)
         raise typer.Exit(2)
-    from .drain import purge_channel
+    from ..store.drain import purge_channel
 
     try:
         deleted = asyncio.run(purge_channel(get_settings(), _path(path), channel))
@@ -237,7 +237,7 @@ def catalog_check(
 ) -> None:
     """Is NEW compatible with OLD, channel by channel (BACKWARD by default: NEW accepts every
     event OLD did)? Prints each break with its reason and exits 1 if there is any."""
-    from .catalog.evolution import check_catalogs, read_schemas
+    from ..catalog.evolution import check_catalogs, read_schemas
 
     try:
         breaks = check_catalogs(read_schemas(old), read_schemas(new), mode)
@@ -259,7 +259,7 @@ def asyncapi(
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of YAML.")] = False,
 ) -> None:
     """Write the AsyncAPI document of a catalog: for a team's own repository and CI."""
-    from .documents.asyncapi import document_for
+    from ..documents.asyncapi import document_for
 
     try:
         loaded = _load_catalog(catalog)
@@ -282,7 +282,7 @@ def openapi(
 ) -> None:
     """Write the OpenAPI 3.1 document of a catalog's HTTP ingress, as the gateway serves it at
     /docs/openapi.json (bearer token required when BREAKWATER_API_TOKENS is set)."""
-    from .documents.openapi import document_for, to_json
+    from ..documents.openapi import document_for, to_json
 
     try:
         loaded = _load_catalog(catalog)

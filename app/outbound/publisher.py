@@ -18,10 +18,10 @@ from contextlib import AbstractContextManager
 from enum import StrEnum
 from typing import Protocol
 
+from ..events import DeliveryPath, Event
+from ..store.fallback import FallbackStore, RememberedKey
 from .breaker import Breaker, CircuitOpenError
-from .events import DeliveryPath, Event
-from .outbound import BrokerUnavailable, OutboundLink
-from .store import FallbackStore, RememberedKey
+from .connection import BrokerUnavailable, OutboundLink
 
 MAX_IN_FLIGHT = 256
 

@@ -9,7 +9,7 @@ import threading
 from datetime import UTC, datetime
 from types import TracebackType
 
-from .settings import LogFormat
+from ..settings import LogFormat
 
 # FastStream logs every message it consumes at INFO; events are counted in metrics, not logged.
 # aio-pika and aiormq log every failed reconnect attempt (twice, at ERROR); the gateway logs the

@@ -20,20 +20,20 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from ..catalog import Catalog, Channel, InvalidPayload
+from ..cloudevents import http as cloudevents_http
+from ..cloudevents.attributes import Attributes, InvalidCloudEvent
+from ..cloudevents.stamping import NO_CLOUDEVENTS, Stamper
+from ..events import ID_PATTERN, Event, Headers, new_id
+from ..operations.status_page import StatusSnapshot, render
+from ..outbound.connection import Unroutable
+from ..outbound.publisher import Outcome
+from ..settings import Settings
+from ..store.fallback import StoreError
+from ..tracing.context import producer_context
 from . import batch
-from .catalog import Catalog, Channel, InvalidPayload
-from .cloudevents import http as cloudevents_http
-from .cloudevents.attributes import Attributes, InvalidCloudEvent
-from .cloudevents.stamping import NO_CLOUDEVENTS, Stamper
-from .events import ID_PATTERN, Event, Headers, new_id
 from .idempotency import IdempotentPublisher, KeyConflict, KeyInFlight
-from .outbound import Unroutable
-from .publisher import Outcome
 from .refusals import Refusal, refusal
-from .settings import Settings
-from .status_page import StatusSnapshot, render
-from .store import StoreError
-from .tracing.context import producer_context
 
 log = logging.getLogger("breakwater.http")
 
@@ -289,7 +289,7 @@ class HttpApi:
         return received.body, received.attributes
 
     async def post_batch(self, request: Request) -> Response:
-        """Many events of one channel (app/batch.py): each validated and answered on its own."""
+        """Many events of one channel (app/ingress/batch.py): each validated and answered on its own."""
         opened = await self._open(request)
         if isinstance(opened, Response):
             return opened

@@ -34,9 +34,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Final, Literal
 
-from .events import Event
-from .publisher import Outcome, ResilientPublisher
-from .store import FallbackStore, RememberedKey, StoreError, epoch_ms
+from ..events import Event
+from ..outbound.publisher import Outcome, ResilientPublisher
+from ..store.fallback import FallbackStore, RememberedKey, StoreError, epoch_ms
 
 log = logging.getLogger("breakwater.idempotency")
 

@@ -8,8 +8,8 @@ from types import FrameType
 
 import uvicorn
 
+from ..settings import get_settings
 from .event_loop import http_parser, loop_for
-from .settings import get_settings
 
 log = logging.getLogger("breakwater")
 
@@ -20,7 +20,7 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
 
 def serve() -> None:
     settings = get_settings()
-    from .main import app
+    from ..main import app
 
     # uvicorn re-raises SIGTERM after its graceful shutdown, with the handler that was there before
     # it started; with the default one the process would die by signal (exit 143) although

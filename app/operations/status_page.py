@@ -16,7 +16,7 @@ from enum import StrEnum
 from html import escape
 from typing import Final
 
-from .breaker import BreakerState
+from ..outbound.breaker import BreakerState
 from .metrics import UNKNOWN_CHANNEL
 
 REFRESH_S: Final = 5

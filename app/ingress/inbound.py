@@ -25,16 +25,16 @@ from aiormq.abc import DeliveredMessage
 from faststream.rabbit import RabbitBroker
 from pamqp.commands import Basic
 
-from . import amqp_decoding
-from .acks import AckWindow
-from .catalog import Catalog, Channel
-from .link import SupervisedLink
-from .topology import (
+from ..broker.link import SupervisedLink
+from ..broker.topology import (
     DEAD_LETTER_EXCHANGE,
     Declarer,
     declare_dead_letter,
     declare_inbound_queue,
 )
+from ..catalog import Catalog, Channel
+from . import amqp_decoding
+from .acks import AckWindow
 
 log = logging.getLogger("breakwater.inbound")
 

@@ -12,10 +12,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from .breaker import BreakerState
-from .events import DeliveryPath
-from .publisher import ResilientPublisher
-from .store import StoredEvent, StoreError
+from ..events import DeliveryPath
+from ..outbound.breaker import BreakerState
+from ..outbound.publisher import ResilientPublisher
+from .fallback import StoredEvent, StoreError
 
 log = logging.getLogger("breakwater.replay")
 

@@ -6,14 +6,14 @@ import asyncio
 import logging
 from pathlib import Path
 
-from .breaker import Breaker
-from .outbound import OutboundLink, Unroutable
-from .publisher import ResilientPublisher
+from ..broker.tls import client_tls_context
+from ..outbound.breaker import Breaker
+from ..outbound.connection import OutboundLink, Unroutable
+from ..outbound.publisher import ResilientPublisher
+from ..settings import Settings
+from ..tracing import tracing_for
+from .fallback import FallbackStore, StoreUnavailable
 from .replay import Replayer
-from .settings import Settings
-from .store import FallbackStore, StoreUnavailable
-from .tls import client_tls_context
-from .tracing import tracing_for
 
 log = logging.getLogger("breakwater.drain")
 
