@@ -286,7 +286,9 @@ def test_node_kill9_under_two_replicas_keeps_inbound_order(
     replayed, and only they can arrive early: counted, not hidden."""
     node = clean_private_rabbit
     url = node_url(node)
-    ids = [f"{run_id}-node-{i:05d}" for i in range(3000)]
+    # Enough that the kill, once 500 are through, still comes mid-stream when this test's own
+    # process is starved for seconds on a busy machine (with 3,000 it once came after the last).
+    ids = [f"{run_id}-node-{i:05d}" for i in range(8000)]
     recorder = Recorder(url, run_id, queue_name=f"chaos-sac-{run_id}").start()
     try:
         preload(url, CHANNEL, ids)
