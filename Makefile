@@ -99,7 +99,7 @@ image-check: install
 	@tools/bootstrap image
 	bash tools/image-check/run
 
-# Benchmarks (issue 6), ~8 min: bench/results/<date>.json and docs/bench.png. Not part of `make test`.
+# Benchmarks (issue 6), ~15 min: bench/results/<date>.json and docs/bench.png. Not part of `make test`.
 bench: install
 	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install -y wrk"; exit 1; }
 	$(BIN)/python -m bench
