@@ -47,6 +47,17 @@ EXPIRY_INTERVAL_S: Final = 60.0
 KEY_WRITE_DELAY_S: Final = 0.05
 KEY_WRITE_BATCH: Final = 500
 
+# The window's entry for a key: (channel, digest, outcome, created_ms), an exact tuple of plain
+# values rather than a RememberedKey. The garbage collector stops tracking such a tuple at its first
+# collection, so a window of up to `max_keys` entries adds nothing to the full collections a busy
+# gateway runs about once a second; one tracked object per key made each of them walk the whole
+# window (`make bench` http, keyed stored requests: 22 full collections in 0.87 s instead of 0.38 s).
+_Entry = tuple[str, bytes, str, int]
+_CHANNEL: Final = 0
+_DIGEST: Final = 1
+_OUTCOME: Final = 2
+_CREATED_MS: Final = 3
+
 
 def digest(event: Event) -> bytes:
     """What a repeat must match: the channel and the normalised body (so key order and
@@ -114,7 +125,7 @@ class IdempotentPublisher:
         self._store = store
         self.ttl_ms = int(ttl_s * 1000)
         self.max_keys = max_keys
-        self._seen: OrderedDict[str, RememberedKey] = OrderedDict()
+        self._seen: OrderedDict[str, _Entry] = OrderedDict()
         self._pending: dict[str, _Pending] = {}
         self._unwritten: list[RememberedKey] = []
         self._write_timer: asyncio.TimerHandle | None = None
@@ -132,7 +143,7 @@ class IdempotentPublisher:
         if not self._seen:
             return 0.0
         first = next(iter(self._seen.values()))
-        return max(0.0, (_now_ms() - first.created_ms) / 1000)
+        return max(0.0, (_now_ms() - first[_CREATED_MS]) / 1000)
 
     async def load(self) -> None:
         """Take the keys of the window from the store (after it opened)."""
@@ -155,8 +166,9 @@ class IdempotentPublisher:
                 raise KeyConflict(key, pending.channel, event.channel)
             raise KeyInFlight(key)
         seen = self._seen.get(key)
-        if seen is not None and seen.created_ms >= _now_ms() - self.ttl_ms and seen.digest != mark:
-            raise KeyConflict(key, seen.channel, event.channel)
+        fresh = seen is not None and seen[_CREATED_MS] >= _now_ms() - self.ttl_ms
+        if seen is not None and fresh and seen[_DIGEST] != mark:
+            raise KeyConflict(key, seen[_CHANNEL], event.channel)
 
     async def submit(
         self, event: Event, *, keyed: bool, in_flight: Literal["refuse", "wait"] = "refuse"
@@ -174,19 +186,19 @@ class IdempotentPublisher:
                 raise KeyInFlight(key)
             await asyncio.shield(pending.settled)
         seen = self._seen.get(key)
-        if seen is not None and seen.created_ms >= _now_ms() - self.ttl_ms:
-            if seen.digest != mark:
-                raise KeyConflict(key, seen.channel, event.channel)
-            return Accepted(Outcome(seen.outcome), repeat=True)
+        if seen is not None and seen[_CREATED_MS] >= _now_ms() - self.ttl_ms:
+            if seen[_DIGEST] != mark:
+                raise KeyConflict(key, seen[_CHANNEL], event.channel)
+            return Accepted(Outcome(seen[_OUTCOME]), repeat=True)
         # New (or its earlier use has expired). No await before the publisher takes it: AMQP
         # ingress relies on acceptance order being delivery order.
         pending = _Pending(event.channel, mark, asyncio.get_running_loop().create_future())
         self._pending[key] = pending
         try:
             created_ms = epoch_ms(event.timestamp)
-            stored = RememberedKey(key, event.channel, mark, Outcome.stored, created_ms)
+            stored = RememberedKey(key, event.channel, mark, Outcome.stored.value, created_ms)
             outcome = await self._publisher.submit(event, key=stored)
-            record = replace(stored, outcome=outcome)
+            record = replace(stored, outcome=outcome.value)  # a plain str (see _Entry)
             if outcome is Outcome.published:
                 self._remember_published(record)
             self._remember(record)
@@ -254,7 +266,7 @@ class IdempotentPublisher:
         )
 
     def _remember(self, record: RememberedKey) -> None:
-        self._seen[record.key] = record
+        self._seen[record.key] = (record.channel, record.digest, record.outcome, record.created_ms)
         self._seen.move_to_end(record.key)
         while len(self._seen) > self.max_keys:
             self._seen.popitem(last=False)
@@ -263,7 +275,7 @@ class IdempotentPublisher:
         """Forget the keys older than the window (in memory); returns how many."""
         cutoff = _now_ms() - self.ttl_ms
         expired = 0
-        while self._seen and next(iter(self._seen.values())).created_ms < cutoff:
+        while self._seen and next(iter(self._seen.values()))[_CREATED_MS] < cutoff:
             self._seen.popitem(last=False)
             expired += 1
         return expired
