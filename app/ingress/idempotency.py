@@ -166,9 +166,8 @@ class IdempotentPublisher:
             if pending.digest != mark:
                 raise KeyConflict(key, pending.channel, event.channel)
             raise KeyInFlight(key)
-        seen = self._seen.get(key)
-        fresh = seen is not None and seen[_CREATED_MS] >= _now_ms() - self.ttl_ms
-        if seen is not None and fresh and seen[_DIGEST] != mark:
+        seen = self._in_window(key)
+        if seen is not None and seen[_DIGEST] != mark:
             raise KeyConflict(key, seen[_CHANNEL], event.channel)
 
     async def submit(
@@ -186,8 +185,8 @@ class IdempotentPublisher:
             if in_flight == "refuse":
                 raise KeyInFlight(key)
             await asyncio.shield(pending.settled)
-        seen = self._seen.get(key)
-        if seen is not None and seen[_CREATED_MS] >= _now_ms() - self.ttl_ms:
+        seen = self._in_window(key)
+        if seen is not None:
             if seen[_DIGEST] != mark:
                 raise KeyConflict(key, seen[_CHANNEL], event.channel)
             return Accepted(Outcome(seen[_OUTCOME]), repeat=True)
@@ -265,6 +264,14 @@ class IdempotentPublisher:
         log.warning(
             "%d idempotency keys of published events are only kept in memory: %s", count, exc
         )
+
+    def _in_window(self, key: str) -> _Entry | None:
+        """The entry of `key` if it is still within the TTL (`expire` drops older ones only once
+        a minute, so an entry may outlive its window until then)."""
+        seen = self._seen.get(key)
+        if seen is None or seen[_CREATED_MS] < _now_ms() - self.ttl_ms:
+            return None
+        return seen
 
     def _remember(self, record: RememberedKey) -> None:
         self._seen[record.key] = (record.channel, record.digest, record.outcome, record.created_ms)

@@ -122,8 +122,9 @@ async def test_events_without_a_key_are_never_taken_for_repeats(gateway: Gateway
 
 async def test_the_window_adds_nothing_for_the_garbage_collector_to_walk(tmp_path: Path) -> None:
     """A busy gateway runs a full collection about once a second, and each one walks every object
-    the collector tracks: a window of 100,000 keys must not be 100,000 more of them (make bench:
-    keyed stored requests spent a sixth of their extra CPU in those collections)."""
+    the collector tracks: a window of 100,000 keys must not be 100,000 more of them (a `gc`
+    callback in the HTTP benchmark's stored gateways: 22 full collections took 0.87 s with 60,000
+    keys in the window, 0.38 s without)."""
     path = tmp_path / "fallback.db"
     keys = 2000
 
